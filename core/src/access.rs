@@ -1,0 +1,98 @@
+//! Who is asking, and the filter every retrieval carries.
+//!
+//! Invariant: a retrieval never runs without an [`AccessFilter`]; the filter
+//! is pushed into each index query. A chunk whose access labels do not
+//! intersect the caller's groups is never scored. An empty group list matches
+//! nothing (fail closed).
+
+use serde::{Deserialize, Serialize};
+
+/// The label given to documents uploaded without explicit access labels, and
+/// held by the default principal. Operators restrict documents by giving them
+/// other labels.
+pub const DEFAULT_GROUP: &str = "everyone";
+/// The collection used when none is named.
+pub const DEFAULT_COLLECTION: &str = "default";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub user: String,
+    pub groups: Vec<String>,
+}
+
+impl Principal {
+    /// The single principal of the embedded, sign-in-less setup.
+    pub fn default_user() -> Self {
+        Self {
+            user: "local".to_owned(),
+            groups: vec![DEFAULT_GROUP.to_owned()],
+        }
+    }
+}
+
+/// What a retrieval may see. Both index legs translate this into their native
+/// filter; nothing is filtered after scoring.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessFilter {
+    /// Collections to search; empty means every collection.
+    pub collections: Vec<String>,
+    /// The caller's groups; a chunk must carry at least one of them.
+    pub groups: Vec<String>,
+    /// Restrict to these documents; empty means no restriction.
+    pub doc_ids: Vec<uuid::Uuid>,
+}
+
+impl AccessFilter {
+    pub fn for_principal(principal: &Principal) -> Self {
+        Self {
+            collections: Vec::new(),
+            groups: principal.groups.clone(),
+            doc_ids: Vec::new(),
+        }
+    }
+
+    /// True when no chunk can possibly pass (fail closed on no groups).
+    pub fn denies_everything(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Whether a chunk with these labels passes. Used for checks after
+    /// hydration (defence in depth), never as the only filter.
+    pub fn allows(&self, collection: &str, labels: &[String], doc_id: uuid::Uuid) -> bool {
+        let group_ok = labels.iter().any(|l| self.groups.iter().any(|g| g == l));
+        let coll_ok = self.collections.is_empty() || self.collections.iter().any(|c| c == collection);
+        let doc_ok = self.doc_ids.is_empty() || self.doc_ids.contains(&doc_id);
+        group_ok && coll_ok && doc_ok
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_groups_deny_everything() {
+        let f = AccessFilter::default();
+        assert!(f.denies_everything());
+        assert!(!f.allows("default", &["everyone".into()], uuid::Uuid::nil()));
+    }
+
+    #[test]
+    fn labels_must_intersect_groups() {
+        let f = AccessFilter::for_principal(&Principal::default_user());
+        assert!(f.allows("default", &["x".into(), "everyone".into()], uuid::Uuid::nil()));
+        assert!(!f.allows("default", &["x".into()], uuid::Uuid::nil()));
+        assert!(!f.allows("default", &[], uuid::Uuid::nil()));
+    }
+
+    #[test]
+    fn collection_and_doc_restrictions_apply() {
+        let id = uuid::Uuid::new_v4();
+        let mut f = AccessFilter::for_principal(&Principal::default_user());
+        f.collections = vec!["hr".into()];
+        assert!(!f.allows("default", &["everyone".into()], id));
+        assert!(f.allows("hr", &["everyone".into()], id));
+        f.doc_ids = vec![uuid::Uuid::nil()];
+        assert!(!f.allows("hr", &["everyone".into()], id));
+    }
+}

@@ -1,0 +1,208 @@
+//! Domain types shared by every stage. These are not wire types: only
+//! docent-web knows the HTTP/JSON shapes and converts at the boundary.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Lifecycle of a document version. Only `Ready` documents are ever returned
+/// by retrieval: the SQL status flip to `Ready` is the commit point that makes
+/// a version visible, after both derived indexes hold its chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocStatus {
+    Queued,
+    Extracting,
+    Embedding,
+    Indexing,
+    Ready,
+    Failed,
+}
+
+impl DocStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocStatus::Queued => "queued",
+            DocStatus::Extracting => "extracting",
+            DocStatus::Embedding => "embedding",
+            DocStatus::Indexing => "indexing",
+            DocStatus::Ready => "ready",
+            DocStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => DocStatus::Queued,
+            "extracting" => DocStatus::Extracting,
+            "embedding" => DocStatus::Embedding,
+            "indexing" => DocStatus::Indexing,
+            "ready" => DocStatus::Ready,
+            "failed" => DocStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, DocStatus::Ready | DocStatus::Failed)
+    }
+}
+
+/// The kinds of source docent can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    Pdf,
+    Markdown,
+    Text,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Pdf => "pdf",
+            SourceKind::Markdown => "markdown",
+            SourceKind::Text => "text",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pdf" => SourceKind::Pdf,
+            "markdown" => SourceKind::Markdown,
+            "text" => SourceKind::Text,
+            _ => return None,
+        })
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            SourceKind::Pdf => "application/pdf",
+            SourceKind::Markdown => "text/markdown",
+            SourceKind::Text => "text/plain",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    pub id: Uuid,
+    pub collection: String,
+    pub title: String,
+    /// Where it came from: a file path or the uploaded file name.
+    pub source: String,
+    pub kind: SourceKind,
+    /// sha256 of the raw bytes, hex.
+    pub content_hash: String,
+    pub size_bytes: u64,
+    pub pages: Option<u32>,
+    pub access: Vec<String>,
+    pub status: DocStatus,
+    pub error: Option<String>,
+    pub chunk_count: u32,
+    /// RFC 3339.
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A passage of a document, the unit that is embedded, indexed and cited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chunk {
+    pub id: Uuid,
+    pub doc_id: Uuid,
+    pub ordinal: u32,
+    pub text: String,
+    /// 1-based page, for paged formats.
+    pub page: Option<u32>,
+    /// Headings from the outermost to the innermost section.
+    pub heading_path: Vec<String>,
+    /// Character offsets (in chars, not bytes) into the document's extracted text.
+    pub char_start: u32,
+    pub char_end: u32,
+    pub token_count: u32,
+}
+
+/// What the derived indexes store for a chunk: enough to filter and to map a
+/// hit back to SQL. Text is only needed by the keyword index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedChunk {
+    pub chunk_id: Uuid,
+    pub doc_id: Uuid,
+    pub collection: String,
+    pub access: Vec<String>,
+    pub title: String,
+    pub heading: String,
+    pub text: String,
+}
+
+/// A scored hit from one index leg.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LegHit {
+    pub chunk_id: Uuid,
+    pub score: f32,
+}
+
+/// Which retrieval legs found a fused hit, with its rank (1-based) in each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Legs {
+    pub bm25_rank: Option<u32>,
+    pub dense_rank: Option<u32>,
+}
+
+/// A fused, hydrated search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SearchHit {
+    pub chunk: Chunk,
+    pub document: Document,
+    pub score: f32,
+    pub legs: Legs,
+}
+
+/// An ingest job: one file, one state machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub doc_id: Uuid,
+    pub status: DocStatus,
+    /// 0.0 ..= 1.0 within the whole job.
+    pub progress: f32,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A chat message handed to a chat model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// Sampling settings for one generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenParams {
+    pub max_tokens: u32,
+    pub temperature: f32,
+}
+
+/// Token counts and timings of a finished generation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GenUsage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub time_to_first_token_ms: u64,
+    pub total_ms: u64,
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,0 +1,63 @@
+//! The seams between stages. Each trait has one conformance suite that every
+//! implementation must pass (see the implementing crates' tests).
+
+use crate::access::AccessFilter;
+use crate::error::BackendResult;
+use crate::model::{ChatMessage, GenParams, GenUsage, IndexedChunk, LegHit};
+use uuid::Uuid;
+
+/// Turns text into vectors. Calls are blocking and CPU-bound: run them off
+/// async worker threads (`spawn_blocking` or a dedicated thread).
+pub trait Embedder: Send + Sync {
+    fn dim(&self) -> usize;
+    /// Embeds passages for indexing.
+    fn embed_passages(&self, texts: &[String]) -> BackendResult<Vec<Vec<f32>>>;
+    /// Embeds one query.
+    fn embed_query(&self, text: &str) -> BackendResult<Vec<f32>>;
+    /// Identifies the model (file name + hash prefix) so a mismatch between an
+    /// index and the configured model is detected.
+    fn model_id(&self) -> String;
+}
+
+/// Counts tokens the way the embedder will see them, so chunk budgets hold.
+pub trait TokenCounter: Send + Sync {
+    fn count(&self, text: &str) -> usize;
+}
+
+/// A derived dense-vector index keyed by chunk id.
+pub trait VectorIndex: Send + Sync {
+    fn upsert(&self, chunks: &[IndexedChunk], vectors: &[Vec<f32>]) -> BackendResult<()>;
+    fn delete_docs(&self, doc_ids: &[Uuid]) -> BackendResult<()>;
+    fn search(&self, vector: &[f32], filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>>;
+    fn count(&self) -> BackendResult<u64>;
+    /// All chunk ids held, for consistency checks.
+    fn chunk_ids(&self) -> BackendResult<Vec<Uuid>>;
+    fn flush(&self) -> BackendResult<()>;
+}
+
+/// A derived BM25 keyword index keyed by chunk id.
+pub trait KeywordIndex: Send + Sync {
+    fn upsert(&self, chunks: &[IndexedChunk]) -> BackendResult<()>;
+    fn delete_docs(&self, doc_ids: &[Uuid]) -> BackendResult<()>;
+    fn search(&self, query: &str, filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>>;
+    fn count(&self) -> BackendResult<u64>;
+    fn chunk_ids(&self) -> BackendResult<Vec<Uuid>>;
+}
+
+/// Receives generated text as it is produced. Returning `false` asks the
+/// model to stop (the client went away).
+pub trait TokenSink: Send {
+    fn token(&mut self, text: &str) -> bool;
+}
+
+/// A chat model. Implementations run their compute off the async workers.
+#[async_trait::async_trait]
+pub trait ChatModel: Send + Sync {
+    fn name(&self) -> String;
+    async fn generate(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: GenParams,
+        sink: &mut (dyn TokenSink + Send),
+    ) -> BackendResult<(String, GenUsage)>;
+}

@@ -1,0 +1,138 @@
+//! The in-process chat model: mistral.rs on a local GGUF file.
+//!
+//! The model runs on mistral.rs's own engine thread; requests are async and
+//! never block the HTTP workers. Streaming is used for every request, so that
+//! dropping the stream (the client went away, or the sink said stop) cancels
+//! generation within about one decode step.
+
+use crate::error::{GenerateError, Result};
+use docent_core::{BackendError, BackendResult, ChatMessage, ChatModel, GenParams, GenUsage, Role, TokenSink};
+use mistralrs::{GgufModelBuilder, Model, RequestBuilder, Response, TextMessageRole, TokenSource};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tracing::info;
+
+/// Settings for the local model.
+#[derive(Debug, Clone)]
+pub struct MistralOptions {
+    /// The GGUF file. Its directory must hold no stray *_config.json files:
+    /// mistral.rs reads such files from the model's directory.
+    pub gguf: PathBuf,
+    pub max_num_seqs: usize,
+    pub prefix_cache_n: usize,
+}
+
+pub struct MistralChat {
+    model: Model,
+    name: String,
+}
+
+impl MistralChat {
+    pub async fn load(opts: &MistralOptions) -> Result<Self> {
+        let path = &opts.gguf;
+        if !path.is_file() {
+            return Err(GenerateError::ModelMissing {
+                path: path.display().to_string(),
+            });
+        }
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let file = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .ok_or_else(|| GenerateError::Load {
+                path: path.display().to_string(),
+                message: "not a file name".to_owned(),
+            })?;
+        // mistral.rs treats the first argument as a local directory only when
+        // it exists; make it absolute so nothing falls through to a hub.
+        let dir = std::fs::canonicalize(dir).map_err(|e| GenerateError::Load {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let started = Instant::now();
+        let model = GgufModelBuilder::new(dir.display().to_string(), vec![file.to_owned()])
+            .with_force_cpu()
+            .with_token_source(TokenSource::None)
+            .with_max_num_seqs(opts.max_num_seqs.max(1))
+            .with_prefix_cache_n(Some(opts.prefix_cache_n))
+            .build()
+            .await
+            .map_err(|e| GenerateError::Load {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        info!(model = file, elapsed_ms = started.elapsed().as_millis() as u64, "chat model loaded");
+        Ok(Self {
+            model,
+            name: file.trim_end_matches(".gguf").to_owned(),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatModel for MistralChat {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn generate(
+        &self,
+        messages: Vec<ChatMessage>,
+        params: GenParams,
+        sink: &mut (dyn TokenSink + Send),
+    ) -> BackendResult<(String, GenUsage)> {
+        let mut req = RequestBuilder::new()
+            .set_sampler_max_len(params.max_tokens as usize)
+            .set_sampler_temperature(f64::from(params.temperature));
+        if params.temperature <= 0.0 {
+            req = req.set_sampler_topk(1);
+        }
+        for m in messages {
+            let role = match m.role {
+                Role::System => TextMessageRole::System,
+                Role::User => TextMessageRole::User,
+                Role::Assistant => TextMessageRole::Assistant,
+            };
+            req = req.add_message(role, m.content);
+        }
+        let started = Instant::now();
+        let mut first_token_ms = None;
+        let mut text = String::new();
+        let mut usage = GenUsage::default();
+        let mut stream = self
+            .model
+            .stream_chat_request(req)
+            .await
+            .map_err(|e| BackendError::backend("mistral.rs", e.to_string()))?;
+        while let Some(resp) = stream.next().await {
+            match resp {
+                Response::Chunk(chunk) => {
+                    if let Some(delta) = chunk.choices.first().and_then(|c| c.delta.content.as_deref()) {
+                        if !delta.is_empty() {
+                            first_token_ms.get_or_insert(started.elapsed().as_millis() as u64);
+                            text.push_str(delta);
+                            if !sink.token(delta) {
+                                // Dropping the stream cancels the sequence.
+                                break;
+                            }
+                        }
+                    }
+                    if let Some(u) = chunk.usage {
+                        usage.prompt_tokens = u.prompt_tokens as u32;
+                        usage.completion_tokens = u.completion_tokens as u32;
+                    }
+                }
+                Response::ModelError(e, _) => return Err(BackendError::backend("mistral.rs", e)),
+                Response::InternalError(e) => return Err(BackendError::backend("mistral.rs", e.to_string())),
+                Response::ValidationError(e) => return Err(BackendError::invalid("mistral.rs", e.to_string())),
+                _ => {}
+            }
+        }
+        usage.time_to_first_token_ms = first_token_ms.unwrap_or(0);
+        usage.total_ms = started.elapsed().as_millis() as u64;
+        Ok((text, usage))
+    }
+}

@@ -1,0 +1,490 @@
+//! The ingest job: one document through queued -> extracting -> embedding ->
+//! indexing -> ready | failed.
+//!
+//! Crash safety rests on the SQL store being the truth:
+//! 1. `submit` writes the raw bytes to the blob directory (write to a temp
+//!    file, then rename) and inserts the document and job rows as `queued`.
+//! 2. `run` extracts and chunks, embeds, then writes all chunks in one SQL
+//!    transaction (status `indexing`), then upserts both derived indexes.
+//! 3. Only then does the document flip to `ready`. Retrieval hydrates hits
+//!    from SQL and drops chunks of documents that are not `ready`, so a
+//!    version is never half-visible.
+//! 4. On failure the document goes to `failed` and its chunks are removed
+//!    from both indexes. `resume` re-runs documents a crash left unfinished.
+
+use crate::chunk::{chunk_blocks, ChunkConfig};
+use crate::error::{IngestError, Result};
+use crate::extract;
+use docent_core::{
+    now_rfc3339, Chunk, DocStatus, Document, Embedder, IndexedChunk, Job, KeywordIndex, SourceKind, TokenCounter,
+    VectorIndex,
+};
+use docent_store::Store;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tracing::{info, instrument, warn};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy)]
+pub struct IngestConfig {
+    pub chunk: ChunkConfig,
+    /// Passages per embedding call.
+    pub embed_batch: usize,
+    pub limits: extract::Limits,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            chunk: ChunkConfig::default(),
+            embed_batch: 32,
+            limits: extract::Limits::default(),
+        }
+    }
+}
+
+/// A document offered for ingestion.
+#[derive(Debug, Clone)]
+pub struct NewDocument {
+    pub bytes: Vec<u8>,
+    /// File name, used for type checking and as the fallback title.
+    pub file_name: String,
+    /// Where it came from (a path, or the upload's file name).
+    pub source: String,
+    pub collection: String,
+    pub access: Vec<String>,
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Submitted {
+    /// A new document, to be processed by `run(job)`.
+    Queued { doc: Document, job: Job },
+    /// The same bytes already exist in this collection; nothing was stored.
+    Duplicate { doc: Document },
+}
+
+/// Reports a document's stage and progress (0..=1 over its whole job).
+pub trait Progress: Send + Sync {
+    fn update(&self, doc_id: Uuid, stage: DocStatus, progress: f32);
+}
+
+impl<F: Fn(Uuid, DocStatus, f32) + Send + Sync> Progress for F {
+    fn update(&self, doc_id: Uuid, stage: DocStatus, progress: f32) {
+        self(doc_id, stage, progress)
+    }
+}
+
+/// A document extracted and chunked, waiting for embedding.
+struct Prepared {
+    job_id: Uuid,
+    doc: Document,
+    pages: Option<u32>,
+    chunks: Vec<Chunk>,
+}
+
+pub struct Ingestor {
+    store: Store,
+    embedder: Arc<dyn Embedder>,
+    counter: Arc<dyn TokenCounter>,
+    vectors: Arc<dyn VectorIndex>,
+    keywords: Arc<dyn KeywordIndex>,
+    blob_dir: PathBuf,
+    cfg: IngestConfig,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Ingestor {
+    pub fn new(
+        store: Store,
+        embedder: Arc<dyn Embedder>,
+        counter: Arc<dyn TokenCounter>,
+        vectors: Arc<dyn VectorIndex>,
+        keywords: Arc<dyn KeywordIndex>,
+        blob_dir: PathBuf,
+        cfg: IngestConfig,
+    ) -> Result<Self> {
+        std::fs::create_dir_all(&blob_dir)?;
+        Ok(Self {
+            store,
+            embedder,
+            counter,
+            vectors,
+            keywords,
+            blob_dir,
+            cfg,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn blob_path(&self, hash: &str) -> PathBuf {
+        self.blob_dir.join(hash)
+    }
+
+    /// Validates the type, de-duplicates by content hash and records the
+    /// document and its job as `queued`. Type errors are returned here, before
+    /// anything is stored.
+    #[instrument(skip(self, new), fields(file = %new.file_name, bytes = new.bytes.len()))]
+    pub async fn submit(&self, new: NewDocument) -> Result<Submitted> {
+        let kind = extract::detect(&new.bytes, &new.file_name)?;
+        if new.access.is_empty() {
+            warn!("document submitted without access labels; it will be visible to nobody");
+        }
+        let hash = sha256_hex(&new.bytes);
+        if let Some(doc) = self.store.find_by_hash(&new.collection, &hash).await? {
+            info!(doc_id = %doc.id, "identical content already ingested");
+            return Ok(Submitted::Duplicate { doc });
+        }
+        write_atomic(&self.blob_path(&hash), &new.bytes)?;
+        let now = now_rfc3339();
+        let title = new
+            .title
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .unwrap_or_else(|| title_from_name(&new.file_name));
+        let doc = Document {
+            id: Uuid::now_v7(),
+            collection: new.collection,
+            title,
+            source: new.source,
+            kind,
+            content_hash: hash,
+            size_bytes: new.bytes.len() as u64,
+            pages: None,
+            access: new.access,
+            status: DocStatus::Queued,
+            error: None,
+            chunk_count: 0,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        let job = Job {
+            id: Uuid::now_v7(),
+            doc_id: doc.id,
+            status: DocStatus::Queued,
+            progress: 0.0,
+            error: None,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        self.store.insert_document(&doc).await?;
+        self.store.insert_job(&job).await?;
+        Ok(Submitted::Queued { doc, job })
+    }
+
+    /// Runs a queued job to `ready` or `failed`. Never leaves a document
+    /// half-indexed: on error its chunks are removed from both indexes.
+    pub async fn run(&self, job_id: Uuid, doc_id: Uuid, progress: &dyn Progress) -> Result<Document> {
+        self.run_many(&[(job_id, doc_id)], progress)
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(IngestError::Interrupted("no result".to_owned())))
+    }
+
+    /// Runs several queued jobs together: each document is extracted and
+    /// chunked on its own, embeddings are batched across documents, and the
+    /// derived indexes are written and committed once for the whole batch.
+    /// Results come back in input order; one bad file never fails the others.
+    #[instrument(skip_all, fields(jobs = jobs.len()))]
+    pub async fn run_many(&self, jobs: &[(Uuid, Uuid)], progress: &dyn Progress) -> Vec<Result<Document>> {
+        let mut results: Vec<Option<Result<Document>>> = (0..jobs.len()).map(|_| None).collect();
+        let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+        for (i, &(job_id, doc_id)) in jobs.iter().enumerate() {
+            match self.prepare(job_id, doc_id, progress).await {
+                Ok(p) => prepared.push((i, p)),
+                Err(e) => results[i] = Some(Err(self.fail(job_id, doc_id, e, progress).await)),
+            }
+        }
+        if !prepared.is_empty() {
+            match self.embed_and_index(&prepared, progress).await {
+                Ok(docs) => {
+                    for ((i, _), d) in prepared.iter().zip(docs) {
+                        results[*i] = Some(Ok(d));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    let code = e.code();
+                    for (i, p) in &prepared {
+                        let err = IngestError::Interrupted(format!("{code}: {msg}"));
+                        results[*i] = Some(Err(self.fail(p.job_id, p.doc.id, err, progress).await));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(IngestError::Interrupted("not run".to_owned()))))
+            .collect()
+    }
+
+    async fn fail(&self, job_id: Uuid, doc_id: Uuid, err: IngestError, progress: &dyn Progress) -> IngestError {
+        warn!(%doc_id, error = %err, code = err.code(), "ingest failed");
+        let msg = format!("{}: {err}", err.code());
+        // The document must not stay in the indexes.
+        if let Err(e) = self.vectors.delete_docs(&[doc_id]) {
+            warn!(error = %e, "cleanup of vector index failed");
+        }
+        if let Err(e) = self.keywords.delete_docs(&[doc_id]) {
+            warn!(error = %e, "cleanup of keyword index failed");
+        }
+        if let Err(e) = self.store.set_status(doc_id, DocStatus::Failed, Some(&msg)).await {
+            warn!(error = %e, "could not record the failure");
+        }
+        if let Err(e) = self.store.update_job(job_id, DocStatus::Failed, 1.0, Some(&msg)).await {
+            warn!(error = %e, "could not record the failure");
+        }
+        progress.update(doc_id, DocStatus::Failed, 1.0);
+        err
+    }
+
+    async fn stage(&self, job_id: Uuid, doc_id: Uuid, stage: DocStatus, p: f32, progress: &dyn Progress) -> Result<()> {
+        self.store.set_status(doc_id, stage, None).await?;
+        self.store.update_job(job_id, stage, p, None).await?;
+        progress.update(doc_id, stage, p);
+        Ok(())
+    }
+
+    /// Extracts and chunks one document.
+    async fn prepare(&self, job_id: Uuid, doc_id: Uuid, progress: &dyn Progress) -> Result<Prepared> {
+        let mut doc = self
+            .store
+            .get_document(doc_id)
+            .await?
+            .ok_or_else(|| IngestError::Interrupted(format!("document {doc_id} no longer exists")))?;
+        self.stage(job_id, doc_id, DocStatus::Extracting, 0.05, progress).await?;
+        let bytes = Arc::new(std::fs::read(self.blob_path(&doc.content_hash))?);
+        let kind = doc.kind;
+        let counter = Arc::clone(&self.counter);
+        let chunk_cfg = self.cfg.chunk;
+        let limits = self.cfg.limits;
+        let (extracted, drafts) = tokio::task::spawn_blocking(move || {
+            let extracted = extract::extract_bounded(kind, bytes, limits)?;
+            let drafts = chunk_blocks(&extracted.blocks, chunk_cfg, counter.as_ref());
+            Ok::<_, IngestError>((extracted, drafts))
+        })
+        .await
+        .map_err(|e| IngestError::ExtractorPanic(e.to_string()))??;
+        if drafts.is_empty() {
+            return Err(match kind {
+                SourceKind::Pdf => IngestError::NeedsOcr,
+                _ => IngestError::Empty,
+            });
+        }
+        // Prefer the document's own title over a file-name fallback.
+        if let Some(t) = &extracted.title {
+            if doc.title == title_from_name(&doc.source) {
+                doc.title = t.clone();
+            }
+        }
+        let chunks: Vec<Chunk> = drafts
+            .iter()
+            .enumerate()
+            .map(|(i, d)| Chunk {
+                id: Uuid::now_v7(),
+                doc_id,
+                ordinal: i as u32,
+                text: d.text.clone(),
+                page: d.page,
+                heading_path: d.heading_path.clone(),
+                char_start: d.char_start as u32,
+                char_end: d.char_end as u32,
+                token_count: d.token_count as u32,
+            })
+            .collect();
+        self.stage(job_id, doc_id, DocStatus::Embedding, 0.2, progress).await?;
+        Ok(Prepared {
+            job_id,
+            doc,
+            pages: extracted.pages,
+            chunks,
+        })
+    }
+
+    async fn embed_and_index(&self, prepared: &[(usize, Prepared)], progress: &dyn Progress) -> Result<Vec<Document>> {
+        // Embed every chunk of the batch, in batches that cross documents.
+        let texts: Vec<String> = prepared
+            .iter()
+            .flat_map(|(_, p)| p.chunks.iter().map(|c| c.text.clone()))
+            .collect();
+        let total = texts.len().max(1);
+        let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
+        for part in texts.chunks(self.cfg.embed_batch.max(1)) {
+            let embedder = Arc::clone(&self.embedder);
+            let part = part.to_vec();
+            let vs = tokio::task::spawn_blocking(move || embedder.embed_passages(&part))
+                .await
+                .map_err(|e| IngestError::Interrupted(e.to_string()))?
+                .map_err(IngestError::Embed)?;
+            vectors.extend(vs);
+            let p = 0.2 + 0.6 * (vectors.len() as f32 / total as f32);
+            for (_, pr) in prepared {
+                progress.update(pr.doc.id, DocStatus::Embedding, p);
+            }
+            if prepared.len() == 1 {
+                let pr = &prepared[0].1;
+                self.store.update_job(pr.job_id, DocStatus::Embedding, p, None).await?;
+            }
+        }
+
+        // The truth first: each document's chunks in one transaction.
+        let mut indexed = Vec::with_capacity(texts.len());
+        for (_, p) in prepared {
+            self.stage(p.job_id, p.doc.id, DocStatus::Indexing, 0.85, progress).await?;
+            self.store.set_title(p.doc.id, &p.doc.title).await?;
+            self.store.put_chunks(&p.doc, p.pages, &p.chunks).await?;
+            indexed.extend(p.chunks.iter().map(|c| IndexedChunk {
+                chunk_id: c.id,
+                doc_id: p.doc.id,
+                collection: p.doc.collection.clone(),
+                access: p.doc.access.clone(),
+                title: p.doc.title.clone(),
+                heading: c.heading_path.join(" > "),
+                text: c.text.clone(),
+            }));
+        }
+        let doc_ids: Vec<Uuid> = prepared.iter().map(|(_, p)| p.doc.id).collect();
+        let vindex = Arc::clone(&self.vectors);
+        let kindex = Arc::clone(&self.keywords);
+        tokio::task::spawn_blocking(move || {
+            // Re-runs (after a crash) must not duplicate: clear first.
+            vindex.delete_docs(&doc_ids).map_err(IngestError::Index)?;
+            kindex.delete_docs(&doc_ids).map_err(IngestError::Index)?;
+            vindex.upsert(&indexed, &vectors).map_err(IngestError::Index)?;
+            kindex.upsert(&indexed).map_err(IngestError::Index)?;
+            vindex.flush().map_err(IngestError::Index)?;
+            Ok::<_, IngestError>(())
+        })
+        .await
+        .map_err(|e| IngestError::Interrupted(e.to_string()))??;
+
+        // Commit point: each version becomes visible.
+        let mut out = Vec::with_capacity(prepared.len());
+        for (_, p) in prepared {
+            self.store.set_status(p.doc.id, DocStatus::Ready, None).await?;
+            self.store.update_job(p.job_id, DocStatus::Ready, 1.0, None).await?;
+            progress.update(p.doc.id, DocStatus::Ready, 1.0);
+            info!(doc_id = %p.doc.id, chunks = p.chunks.len(), pages = ?p.pages, "document ready");
+            out.push(self.store.get_document(p.doc.id).await?.unwrap_or_else(|| p.doc.clone()));
+        }
+        Ok(out)
+    }
+
+    /// Removes a document from SQL first (so it stops being served at once),
+    /// then from both indexes, then its blob. Returns whether it existed.
+    #[instrument(skip(self))]
+    pub async fn delete(&self, doc_id: Uuid) -> Result<bool> {
+        let Some(doc) = self.store.get_document(doc_id).await? else {
+            return Ok(false);
+        };
+        self.store.delete_document(doc_id).await?;
+        let vindex = Arc::clone(&self.vectors);
+        let kindex = Arc::clone(&self.keywords);
+        tokio::task::spawn_blocking(move || {
+            vindex.delete_docs(&[doc_id]).map_err(IngestError::Index)?;
+            kindex.delete_docs(&[doc_id]).map_err(IngestError::Index)?;
+            vindex.flush().map_err(IngestError::Index)
+        })
+        .await
+        .map_err(|e| IngestError::Interrupted(e.to_string()))??;
+        // The blob may be shared by the same bytes in another collection.
+        if self.store.find_any_by_hash(&doc.content_hash).await?.is_none() {
+            let _ = std::fs::remove_file(self.blob_path(&doc.content_hash));
+        }
+        Ok(true)
+    }
+
+    /// Jobs a previous process left unfinished, to be run again.
+    pub async fn unfinished(&self) -> Result<Vec<(Uuid, Uuid)>> {
+        let docs = self.store.unfinished_documents().await?;
+        let mut out = Vec::new();
+        for d in docs {
+            let job = self.store.latest_job(d.id).await?;
+            match job {
+                Some(j) => out.push((j.id, d.id)),
+                None => {
+                    let now = now_rfc3339();
+                    let j = Job {
+                        id: Uuid::now_v7(),
+                        doc_id: d.id,
+                        status: DocStatus::Queued,
+                        progress: 0.0,
+                        error: None,
+                        created_at: now.clone(),
+                        updated_at: now,
+                    };
+                    self.store.insert_job(&j).await?;
+                    out.push((j.id, d.id));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn title_from_name(name: &str) -> String {
+    let base = Path::new(name)
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or(name);
+    base.to_owned()
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp-{}", Uuid::new_v4()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// A bounded queue with a fixed pool of workers running [`Ingestor::run`].
+pub struct IngestQueue {
+    tx: tokio::sync::mpsc::Sender<(Uuid, Uuid)>,
+}
+
+impl IngestQueue {
+    /// Starts `workers` tasks; `capacity` bounds the jobs waiting.
+    pub fn start(ingestor: Arc<Ingestor>, workers: usize, capacity: usize) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel::<(Uuid, Uuid)>(capacity.max(1));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        for w in 0..workers.max(1) {
+            let rx = Arc::clone(&rx);
+            let ingestor = Arc::clone(&ingestor);
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some((job_id, doc_id)) = next else { break };
+                    let noop = |_: Uuid, _: DocStatus, _: f32| {};
+                    if let Err(e) = ingestor.run(job_id, doc_id, &noop).await {
+                        warn!(worker = w, %job_id, error = %e, "job failed");
+                    }
+                }
+            });
+        }
+        Self { tx }
+    }
+
+    /// Enqueues without waiting; a full queue is an error the caller maps to 503.
+    pub fn try_enqueue(&self, job_id: Uuid, doc_id: Uuid) -> Result<()> {
+        self.tx
+            .try_send((job_id, doc_id))
+            .map_err(|_| IngestError::QueueFull)
+    }
+
+    /// Enqueues, waiting for room.
+    pub async fn enqueue(&self, job_id: Uuid, doc_id: Uuid) -> Result<()> {
+        self.tx
+            .send((job_id, doc_id))
+            .await
+            .map_err(|_| IngestError::Interrupted("ingest queue closed".to_owned()))
+    }
+}

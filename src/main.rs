@@ -1,0 +1,416 @@
+//! `docent`: CLI and wiring only. Subcommands: serve, ingest, search, ask,
+//! check, eval.
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use docent::app::Components;
+use docent::config::Config;
+use docent_core::{AccessFilter, DocStatus, Principal, TokenSink};
+use docent_ingest::pipeline::{IngestQueue, NewDocument, Submitted};
+use docent_retrieve::search::Mode;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "docent", version, about = "Private knowledge assistant with checked citations")]
+struct Cli {
+    /// Configuration file (TOML). Env vars DOCENT__SECTION__KEY override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    json_logs: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the HTTP API and web chat.
+    Serve {
+        #[arg(long)]
+        port: Option<u16>,
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// Ingest files and directories (.pdf, .md, .txt).
+    Ingest {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        collection: Option<String>,
+        /// Comma-separated access labels.
+        #[arg(long)]
+        access: Option<String>,
+    },
+    /// Hybrid search.
+    Search {
+        query: String,
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value = "hybrid")]
+        mode: Mode,
+        #[arg(long)]
+        collection: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Answer a question with citations.
+    Ask {
+        question: String,
+        #[arg(long)]
+        collection: Option<String>,
+    },
+    /// Check that SQL, the vector index and the keyword index agree.
+    Check,
+    /// Evaluate retrieval on a BEIR-format dataset.
+    Eval {
+        #[command(subcommand)]
+        what: EvalCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum EvalCmd {
+    Retrieval {
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Collection to load the corpus into (default: beir-<dir name>).
+        #[arg(long)]
+        collection: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    init_tracing(cli.json_logs);
+    // Model compute threads: must be set before any thread pool starts.
+    let threads = cfg.compute_threads();
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run(cli.cmd, cfg))
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("DOCENT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,mistralrs_core=warn,ort=warn,tantivy=warn,sqlx=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Serve { port, host } => {
+            if let Some(p) = port {
+                cfg.server.port = p;
+            }
+            if let Some(h) = host {
+                cfg.server.host = h;
+            }
+            serve(cfg).await
+        }
+        Cmd::Ingest {
+            paths,
+            collection,
+            access,
+        } => ingest(cfg, paths, collection, access).await,
+        Cmd::Search {
+            query,
+            k,
+            mode,
+            collection,
+            json,
+        } => search(cfg, &query, k, mode, collection, json).await,
+        Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
+        Cmd::Check => check(cfg).await,
+        Cmd::Eval {
+            what: EvalCmd::Retrieval {
+                dataset,
+                collection,
+                json,
+            },
+        } => {
+            let c = Components::build(&cfg).await?;
+            let name = dataset
+                .file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or("dataset")
+                .to_owned();
+            let collection = collection.unwrap_or_else(|| format!("beir-{name}"));
+            let report = docent::eval::evaluate(&c, &dataset, &collection, !json).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "dataset {}  documents {}  chunks {}{}",
+                    report.dataset,
+                    report.documents,
+                    report.chunks,
+                    report
+                        .ingest_seconds
+                        .map(|s| format!("  ingest {s:.1}s"))
+                        .unwrap_or_default()
+                );
+                println!(
+                    "{:<8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}",
+                    "mode", "nDCG@10", "recall@100", "MRR@10", "p50 ms", "p95 ms", "p99 ms"
+                );
+                for m in &report.modes {
+                    println!(
+                        "{:<8} {:>8.4} {:>10.4} {:>8.4} {:>8.1} {:>8.1} {:>8.1}",
+                        m.mode,
+                        m.ndcg_at_10,
+                        m.recall_at_100,
+                        m.mrr_at_10,
+                        m.latency_ms_p50,
+                        m.latency_ms_p95,
+                        m.latency_ms_p99
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let c = Components::build(&cfg).await?;
+    let chat = c.chat_model().await?;
+    let queue = IngestQueue::start(Arc::clone(&c.ingestor), cfg.ingest.workers, cfg.ingest.queue_capacity);
+    // Documents a previous process left mid-ingest are run again.
+    for (job_id, doc_id) in c.ingestor.unfinished().await? {
+        tracing::info!(%doc_id, "resuming unfinished ingest");
+        queue.enqueue(job_id, doc_id).await?;
+    }
+    let listener = std::net::TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
+        .with_context(|| format!("binding {}:{}", cfg.server.host, cfg.server.port))?;
+    let addr = listener.local_addr()?;
+    let state = docent_web::AppState {
+        store: c.store.clone(),
+        ingestor: Arc::clone(&c.ingestor),
+        queue,
+        searcher: c.searcher.clone(),
+        chat,
+        cfg: docent_web::WebConfig {
+            max_upload_bytes: cfg.server.max_upload_mb << 20,
+            max_json_bytes: cfg.server.max_json_kb << 10,
+            default_collection: cfg.access.default_collection.clone(),
+            default_access: cfg.access.default_labels.clone(),
+            answer: c.answer_config(),
+            retrieve_k: cfg.retrieval.answer_k,
+        },
+    };
+    // Machine-readable for scripts and tests that bind port 0.
+    println!("docent listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, "serving");
+    docent_web::serve(listener, state, cfg.server.workers).await?;
+    c.vectors.optimize().ok();
+    Ok(())
+}
+
+fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            while let Some(dir) = stack.pop() {
+                let mut entries: Vec<_> = std::fs::read_dir(&dir)
+                    .with_context(|| format!("reading {}", dir.display()))?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .collect();
+                entries.sort();
+                for e in entries {
+                    if e.is_dir() {
+                        stack.push(e);
+                    } else if is_supported(&e) {
+                        out.push(e);
+                    }
+                }
+            }
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            bail!("{} does not exist", p.display());
+        }
+    }
+    Ok(out)
+}
+
+fn is_supported(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        Some("pdf" | "md" | "markdown" | "txt")
+    )
+}
+
+async fn ingest(cfg: Config, paths: Vec<PathBuf>, collection: Option<String>, access: Option<String>) -> anyhow::Result<()> {
+    let c = Components::build(&cfg).await?;
+    let files = collect_files(&paths)?;
+    let collection = collection.unwrap_or_else(|| cfg.access.default_collection.clone());
+    let access: Vec<String> = access
+        .map(|a| a.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_else(|| cfg.access.default_labels.clone());
+    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut ready, mut dup, mut failed) = (0usize, 0usize, 0usize);
+    let mut failures = Vec::new();
+    for f in &files {
+        bar.set_message(f.display().to_string());
+        let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
+        let sub = c
+            .ingestor
+            .submit(NewDocument {
+                bytes,
+                file_name: name,
+                source: f.display().to_string(),
+                collection: collection.clone(),
+                access: access.clone(),
+                title: None,
+            })
+            .await;
+        match sub {
+            Ok(Submitted::Duplicate { .. }) => dup += 1,
+            Ok(Submitted::Queued { doc, job }) => {
+                let b = bar.clone();
+                let name = f.display().to_string();
+                let progress = move |_: uuid::Uuid, stage: DocStatus, _: f32| {
+                    b.set_message(format!("{name}: {}", stage.as_str()));
+                };
+                match c.ingestor.run(job.id, doc.id, &progress).await {
+                    Ok(_) => ready += 1,
+                    Err(e) => {
+                        failed += 1;
+                        failures.push((f.display().to_string(), e.code(), e.to_string()));
+                    }
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                failures.push((f.display().to_string(), e.code(), e.to_string()));
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!("{:<10} {:>6}", "ingested", ready);
+    println!("{:<10} {:>6}", "unchanged", dup);
+    println!("{:<10} {:>6}", "failed", failed);
+    for (f, code, msg) in &failures {
+        println!("  {f}: [{code}] {msg}");
+    }
+    Ok(())
+}
+
+fn filter_for(cfg: &Config, collection: Option<String>) -> AccessFilter {
+    let mut f = AccessFilter::for_principal(&Principal {
+        user: "cli".into(),
+        groups: cfg.access.default_labels.clone(),
+    });
+    f.collections = collection.into_iter().collect();
+    f
+}
+
+async fn search(
+    cfg: Config,
+    query: &str,
+    k: usize,
+    mode: Mode,
+    collection: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let c = Components::build(&cfg).await?;
+    let out = c.searcher.search(query, &filter_for(&cfg, collection), k, mode).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out.hits)?);
+        return Ok(());
+    }
+    for (i, h) in out.hits.iter().enumerate() {
+        let legs = match (h.legs.bm25_rank, h.legs.dense_rank) {
+            (Some(b), Some(d)) => format!("bm25#{b} dense#{d}"),
+            (Some(b), None) => format!("bm25#{b}"),
+            (None, Some(d)) => format!("dense#{d}"),
+            (None, None) => String::new(),
+        };
+        let page = h.chunk.page.map(|p| format!(" p.{p}")).unwrap_or_default();
+        let snippet: String = h.chunk.text.chars().take(160).collect();
+        println!("{:>2}. {:.4}  {}{}  [{}]", i + 1, h.score, h.document.title, page, legs);
+        println!("    {}", snippet.replace('\n', " "));
+    }
+    if out.hits.is_empty() {
+        println!("no results");
+    }
+    Ok(())
+}
+
+struct StdoutSink;
+
+impl TokenSink for StdoutSink {
+    fn token(&mut self, text: &str) -> bool {
+        print!("{text}");
+        std::io::stdout().flush().is_ok()
+    }
+}
+
+async fn ask(cfg: Config, question: &str, collection: Option<String>) -> anyhow::Result<()> {
+    let c = Components::build(&cfg).await?;
+    let hits = c
+        .searcher
+        .search(question, &filter_for(&cfg, collection), cfg.retrieval.answer_k, Mode::Hybrid)
+        .await?
+        .hits;
+    let chat = c.chat_model().await?;
+    let answer = docent_generate::answer::answer(chat.as_ref(), question, &hits, &c.answer_config(), &mut StdoutSink).await?;
+    println!();
+    if !answer.checked.citations.is_empty() {
+        println!("\nSources:");
+        for cit in &answer.checked.citations {
+            let page = cit.page.map(|p| format!(", page {p}")).unwrap_or_default();
+            let quote = &cit.passage[cit.span.0..cit.span.1];
+            println!("  [{}] {}{} — \"{}\"", cit.n, cit.title, page, quote.replace('\n', " "));
+        }
+    }
+    let unsupported = answer.checked.unsupported_count();
+    if unsupported > 0 {
+        println!("\n{unsupported} sentence(s) have no supporting source.");
+    }
+    if !answer.abstained {
+        println!(
+            "\n({} prompt tokens, {} generated, first token {} ms, total {} ms)",
+            answer.usage.prompt_tokens,
+            answer.usage.completion_tokens,
+            answer.usage.time_to_first_token_ms,
+            answer.usage.total_ms
+        );
+    }
+    Ok(())
+}
+
+async fn check(cfg: Config) -> anyhow::Result<()> {
+    let c = Components::build(&cfg).await?;
+    let ids = c.store.ready_chunk_ids().await?;
+    let report = c.consistency(&ids)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.ok() {
+        bail!("SQL and the derived indexes disagree");
+    }
+    Ok(())
+}

@@ -1,0 +1,485 @@
+//! docent-store: the source of truth. Documents, chunks and jobs live in SQL
+//! through sqlx's `Any` driver, so one implementation serves SQLite (embedded
+//! default) and PostgreSQL (production). Both dialects accept the `$n`
+//! placeholders used here; each has its own migrations directory.
+//!
+//! Invariants:
+//! - A document's chunks are written in one transaction together with the
+//!   document's move to `indexing`; a reader never sees half a chunk set.
+//! - Hydration (`hits_for_chunks`) returns only chunks of `ready` documents:
+//!   the flip to `ready` is the commit point of an ingest.
+
+use docent_core::{Chunk, DocStatus, Document, Job, SourceKind};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::collections::HashMap;
+use std::str::FromStr;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt { table: &'static str, message: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Handle to the SQL store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+fn corrupt(table: &'static str, message: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        message: message.into(),
+    }
+}
+
+fn parse_uuid(table: &'static str, s: &str) -> Result<Uuid> {
+    Uuid::from_str(s).map_err(|e| corrupt(table, format!("bad uuid {s:?}: {e}")))
+}
+
+fn parse_list(table: &'static str, s: &str) -> Result<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| corrupt(table, format!("bad json list {s:?}: {e}")))
+}
+
+fn to_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn opt_u32(v: Option<i64>) -> Option<u32> {
+    v.and_then(|x| u32::try_from(x).ok())
+}
+
+const DOC_COLUMNS: &str = "id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at";
+const CHUNK_COLUMNS: &str =
+    "id, doc_id, ordinal, text, page, heading_path, char_start, char_end, token_count";
+
+fn doc_from_row(row: &AnyRow) -> Result<Document> {
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    Ok(Document {
+        id: parse_uuid("documents", &row.try_get::<String, _>("id")?)?,
+        collection: row.try_get("collection")?,
+        title: row.try_get("title")?,
+        source: row.try_get("source")?,
+        kind: SourceKind::parse(&kind).ok_or_else(|| corrupt("documents", format!("kind {kind:?}")))?,
+        content_hash: row.try_get("content_hash")?,
+        size_bytes: u64::try_from(row.try_get::<i64, _>("size_bytes")?).unwrap_or(0),
+        pages: opt_u32(row.try_get("pages")?),
+        access: parse_list("documents", &row.try_get::<String, _>("access")?)?,
+        status: DocStatus::parse(&status)
+            .ok_or_else(|| corrupt("documents", format!("status {status:?}")))?,
+        error: row.try_get("error")?,
+        chunk_count: u32::try_from(row.try_get::<i64, _>("chunk_count")?).unwrap_or(0),
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn chunk_from_row(row: &AnyRow) -> Result<Chunk> {
+    Ok(Chunk {
+        id: parse_uuid("chunks", &row.try_get::<String, _>("id")?)?,
+        doc_id: parse_uuid("chunks", &row.try_get::<String, _>("doc_id")?)?,
+        ordinal: u32::try_from(row.try_get::<i64, _>("ordinal")?).unwrap_or(0),
+        text: row.try_get("text")?,
+        page: opt_u32(row.try_get("page")?),
+        heading_path: parse_list("chunks", &row.try_get::<String, _>("heading_path")?)?,
+        char_start: u32::try_from(row.try_get::<i64, _>("char_start")?).unwrap_or(0),
+        char_end: u32::try_from(row.try_get::<i64, _>("char_end")?).unwrap_or(0),
+        token_count: u32::try_from(row.try_get::<i64, _>("token_count")?).unwrap_or(0),
+    })
+}
+
+fn job_from_row(row: &AnyRow) -> Result<Job> {
+    let status: String = row.try_get("status")?;
+    Ok(Job {
+        id: parse_uuid("jobs", &row.try_get::<String, _>("id")?)?,
+        doc_id: parse_uuid("jobs", &row.try_get::<String, _>("doc_id")?)?,
+        status: DocStatus::parse(&status).ok_or_else(|| corrupt("jobs", format!("status {status:?}")))?,
+        progress: row.try_get::<f64, _>("progress")? as f32,
+        error: row.try_get("error")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// A chunk with the collection and labels it is filtered by.
+#[derive(Debug, Clone)]
+pub struct ChunkWithAccess {
+    pub chunk: Chunk,
+    pub collection: String,
+    pub access: Vec<String>,
+    pub title: String,
+}
+
+impl Store {
+    /// Connects and runs the migrations for the URL's backend.
+    /// `sqlite://PATH` (created if missing) or `postgres://...`.
+    pub async fn connect(url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
+        let mut opts = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 10 });
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    use sqlx::Executor;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        let store = Self { pool, backend };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&self.pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- documents -------------------------------------------------------
+
+    pub async fn insert_document(&self, doc: &Document) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        )
+        .bind(doc.id.to_string())
+        .bind(&doc.collection)
+        .bind(&doc.title)
+        .bind(&doc.source)
+        .bind(doc.kind.as_str())
+        .bind(&doc.content_hash)
+        .bind(i64::try_from(doc.size_bytes).unwrap_or(i64::MAX))
+        .bind(doc.pages.map(i64::from))
+        .bind(to_list(&doc.access))
+        .bind(doc.status.as_str())
+        .bind(doc.error.clone())
+        .bind(i64::from(doc.chunk_count))
+        .bind(&doc.created_at)
+        .bind(&doc.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn get_document(&self, id: Uuid) -> Result<Option<Document>> {
+        let row = sqlx::query(&format!("SELECT {DOC_COLUMNS} FROM documents WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(doc_from_row).transpose()
+    }
+
+    /// A live (not failed) document with these bytes in this collection.
+    pub async fn find_by_hash(&self, collection: &str, hash: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM documents WHERE collection = $1 AND content_hash = $2 AND status <> 'failed' ORDER BY created_at LIMIT 1"
+        ))
+        .bind(collection)
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(doc_from_row).transpose()
+    }
+
+    /// Documents, newest first, in the given collections (empty = all) whose
+    /// labels intersect `groups`. Filtering happens in the application after a
+    /// bounded SQL scan of the collection; labels are JSON in SQL.
+    pub async fn list_documents(&self, groups: &[String], collections: &[String]) -> Result<Vec<Document>> {
+        let rows = sqlx::query(&format!("SELECT {DOC_COLUMNS} FROM documents ORDER BY created_at DESC, id"))
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let d = doc_from_row(row)?;
+            let visible = d.access.iter().any(|l| groups.contains(l));
+            let in_coll = collections.is_empty() || collections.contains(&d.collection);
+            if visible && in_coll {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn set_status(&self, id: Uuid, status: DocStatus, error: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE documents SET status = $1, error = $2, updated_at = $3 WHERE id = $4")
+            .bind(status.as_str())
+            .bind(error.map(str::to_owned))
+            .bind(docent_core::now_rfc3339())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes all chunks of a document and moves it to `indexing`, atomically.
+    /// Any chunks from an earlier attempt are replaced.
+    pub async fn put_chunks(&self, doc: &Document, pages: Option<u32>, chunks: &[Chunk]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM chunks WHERE doc_id = $1")
+            .bind(doc.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let access = to_list(&doc.access);
+        for c in chunks {
+            sqlx::query(
+                "INSERT INTO chunks (id, doc_id, ordinal, collection, access, text, page, heading_path, char_start, char_end, token_count)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(c.id.to_string())
+            .bind(c.doc_id.to_string())
+            .bind(i64::from(c.ordinal))
+            .bind(&doc.collection)
+            .bind(&access)
+            .bind(&c.text)
+            .bind(c.page.map(i64::from))
+            .bind(to_list(&c.heading_path))
+            .bind(i64::from(c.char_start))
+            .bind(i64::from(c.char_end))
+            .bind(i64::from(c.token_count))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE documents SET status = 'indexing', chunk_count = $1, pages = $2, updated_at = $3 WHERE id = $4")
+            .bind(i64::try_from(chunks.len()).unwrap_or(i64::MAX))
+            .bind(pages.map(i64::from))
+            .bind(docent_core::now_rfc3339())
+            .bind(doc.id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes a document, its chunks and jobs. Returns whether it existed.
+    pub async fn delete_document(&self, id: Uuid) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM chunks WHERE doc_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM jobs WHERE doc_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let res = sqlx::query("DELETE FROM documents WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    /// Documents that were mid-ingest when the process stopped.
+    pub async fn unfinished_documents(&self) -> Result<Vec<Document>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM documents WHERE status NOT IN ('ready', 'failed') ORDER BY created_at"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(doc_from_row).collect()
+    }
+
+    // ---- chunks ----------------------------------------------------------
+
+    pub async fn chunks_of(&self, doc_id: Uuid) -> Result<Vec<Chunk>> {
+        let rows = sqlx::query(&format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id = $1 ORDER BY ordinal"))
+            .bind(doc_id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(chunk_from_row).collect()
+    }
+
+    /// Hydrates index hits: the chunk and its document, for `ready` documents
+    /// only. Ids that are unknown or not ready are left out.
+    pub async fn hydrate(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, (Chunk, Document)>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut docs: HashMap<Uuid, Document> = HashMap::new();
+        for batch in ids.chunks(200) {
+            let placeholders: Vec<String> = (1..=batch.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT c.id, c.doc_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.token_count
+                 FROM chunks c JOIN documents d ON d.id = c.doc_id
+                 WHERE d.status = 'ready' AND c.id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in batch {
+                q = q.bind(id.to_string());
+            }
+            let rows = q.fetch_all(&self.pool).await?;
+            for row in &rows {
+                let chunk = chunk_from_row(row)?;
+                let doc = match docs.get(&chunk.doc_id) {
+                    Some(d) => d.clone(),
+                    None => match self.get_document(chunk.doc_id).await? {
+                        Some(d) => {
+                            docs.insert(d.id, d.clone());
+                            d
+                        }
+                        None => continue,
+                    },
+                };
+                out.insert(chunk.id, (chunk, doc));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Chunk ids of ready documents, for consistency checks.
+    pub async fn ready_chunk_ids(&self) -> Result<Vec<Uuid>> {
+        let rows = sqlx::query("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.status = 'ready'")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| parse_uuid("chunks", &r.try_get::<String, _>("id")?))
+            .collect()
+    }
+
+    /// Every chunk of ready documents with its access data, for reindexing.
+    pub async fn ready_chunks_with_access(&self) -> Result<Vec<ChunkWithAccess>> {
+        let rows = sqlx::query(
+            "SELECT c.id, c.doc_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.token_count,
+                    c.collection AS chunk_collection, c.access AS chunk_access, d.title AS doc_title
+             FROM chunks c JOIN documents d ON d.id = c.doc_id
+             WHERE d.status = 'ready' ORDER BY c.doc_id, c.ordinal",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ChunkWithAccess {
+                    chunk: chunk_from_row(r)?,
+                    collection: r.try_get("chunk_collection")?,
+                    access: parse_list("chunks", &r.try_get::<String, _>("chunk_access")?)?,
+                    title: r.try_get("doc_title")?,
+                })
+            })
+            .collect()
+    }
+
+    // ---- jobs ------------------------------------------------------------
+
+    pub async fn insert_job(&self, job: &Job) -> Result<()> {
+        sqlx::query("INSERT INTO jobs (id, doc_id, status, progress, error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(job.id.to_string())
+            .bind(job.doc_id.to_string())
+            .bind(job.status.as_str())
+            .bind(f64::from(job.progress))
+            .bind(job.error.clone())
+            .bind(&job.created_at)
+            .bind(&job.updated_at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_job(&self, id: Uuid, status: DocStatus, progress: f32, error: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = $1, progress = $2, error = $3, updated_at = $4 WHERE id = $5")
+            .bind(status.as_str())
+            .bind(f64::from(progress))
+            .bind(error.map(str::to_owned))
+            .bind(docent_core::now_rfc3339())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn get_job(&self, id: Uuid) -> Result<Option<Job>> {
+        let row = sqlx::query("SELECT id, doc_id, status, progress, error, created_at, updated_at FROM jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+}
+
+impl Store {
+    pub async fn set_title(&self, id: Uuid, title: &str) -> Result<()> {
+        sqlx::query("UPDATE documents SET title = $1 WHERE id = $2")
+            .bind(title)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Any document (in any collection, any status) with these bytes.
+    pub async fn find_any_by_hash(&self, hash: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(&format!("SELECT {DOC_COLUMNS} FROM documents WHERE content_hash = $1 LIMIT 1"))
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(doc_from_row).transpose()
+    }
+
+    pub async fn latest_job(&self, doc_id: Uuid) -> Result<Option<Job>> {
+        let row = sqlx::query(
+            "SELECT id, doc_id, status, progress, error, created_at, updated_at FROM jobs WHERE doc_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(doc_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(job_from_row).transpose()
+    }
+}

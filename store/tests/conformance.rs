@@ -1,0 +1,164 @@
+//! One conformance suite for the SQL store, run against SQLite and against
+//! PostgreSQL (a fresh database per run on 127.0.0.1:5432, or
+//! `DOCENT_TEST_POSTGRES_URL`).
+
+use docent_core::{now_rfc3339, Chunk, DocStatus, Document, Job, SourceKind};
+use docent_store::{Backend, Store};
+use uuid::Uuid;
+
+fn doc(collection: &str, hash: &str, access: &[&str]) -> Document {
+    let now = now_rfc3339();
+    Document {
+        id: Uuid::now_v7(),
+        collection: collection.into(),
+        title: "Title".into(),
+        source: "a.txt".into(),
+        kind: SourceKind::Text,
+        content_hash: hash.into(),
+        size_bytes: 10,
+        pages: None,
+        access: access.iter().map(|s| (*s).to_owned()).collect(),
+        status: DocStatus::Queued,
+        error: None,
+        chunk_count: 0,
+        created_at: now.clone(),
+        updated_at: now,
+    }
+}
+
+fn chunk(doc_id: Uuid, ordinal: u32, page: Option<u32>) -> Chunk {
+    Chunk {
+        id: Uuid::now_v7(),
+        doc_id,
+        ordinal,
+        text: format!("chunk {ordinal} ünïcode"),
+        page,
+        heading_path: vec!["H1".into(), "H2".into()],
+        char_start: ordinal * 10,
+        char_end: ordinal * 10 + 9,
+        token_count: 4,
+    }
+}
+
+async fn suite(store: Store) {
+    // Documents round-trip.
+    let d = doc("c1", "h1", &["everyone"]);
+    store.insert_document(&d).await.expect("insert");
+    let got = store.get_document(d.id).await.expect("get").expect("exists");
+    assert_eq!(got, d);
+    assert!(store.get_document(Uuid::now_v7()).await.expect("get").is_none());
+
+    // Hash lookup is per collection and ignores failed documents.
+    assert_eq!(store.find_by_hash("c1", "h1").await.expect("find").map(|x| x.id), Some(d.id));
+    assert!(store.find_by_hash("c2", "h1").await.expect("find").is_none());
+
+    // Jobs.
+    let now = now_rfc3339();
+    let job = Job {
+        id: Uuid::now_v7(),
+        doc_id: d.id,
+        status: DocStatus::Queued,
+        progress: 0.0,
+        error: None,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    store.insert_job(&job).await.expect("job");
+    store.update_job(job.id, DocStatus::Embedding, 0.5, None).await.expect("update");
+    let j = store.get_job(job.id).await.expect("get job").expect("job exists");
+    assert_eq!(j.status, DocStatus::Embedding);
+    assert!((j.progress - 0.5).abs() < 1e-6);
+    assert_eq!(store.latest_job(d.id).await.expect("latest").map(|j| j.id), Some(job.id));
+
+    // Chunks are written atomically and hidden until the document is ready.
+    let chunks = vec![chunk(d.id, 0, Some(1)), chunk(d.id, 1, Some(2))];
+    store.put_chunks(&d, Some(2), &chunks).await.expect("put chunks");
+    let got = store.get_document(d.id).await.expect("get").expect("exists");
+    assert_eq!(got.status, DocStatus::Indexing);
+    assert_eq!(got.chunk_count, 2);
+    assert_eq!(got.pages, Some(2));
+    let ids: Vec<Uuid> = chunks.iter().map(|c| c.id).collect();
+    assert!(store.hydrate(&ids).await.expect("hydrate").is_empty(), "not ready yet");
+    assert_eq!(store.unfinished_documents().await.expect("unfinished").len(), 1);
+    store.set_status(d.id, DocStatus::Ready, None).await.expect("ready");
+    let rows = store.hydrate(&ids).await.expect("hydrate");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[&chunks[1].id].0, chunks[1]);
+    assert_eq!(rows[&chunks[1].id].1.id, d.id);
+    assert_eq!(store.chunks_of(d.id).await.expect("chunks"), chunks);
+    assert_eq!(store.ready_chunk_ids().await.expect("ids").len(), 2);
+    let with_access = store.ready_chunks_with_access().await.expect("with access");
+    assert_eq!(with_access[0].access, vec!["everyone".to_owned()]);
+    assert_eq!(with_access[0].collection, "c1");
+
+    // Replacing chunks replaces, never duplicates.
+    let again = vec![chunk(d.id, 0, Some(1))];
+    store.put_chunks(&d, Some(1), &again).await.expect("put again");
+    assert_eq!(store.chunks_of(d.id).await.expect("chunks").len(), 1);
+    store.set_status(d.id, DocStatus::Ready, None).await.expect("ready");
+
+    // Listing respects labels and collections.
+    let secret = doc("c1", "h2", &["hr"]);
+    store.insert_document(&secret).await.expect("insert");
+    let everyone = vec!["everyone".to_owned()];
+    let listed = store.list_documents(&everyone, &[]).await.expect("list");
+    assert_eq!(listed.iter().map(|x| x.id).collect::<Vec<_>>(), vec![d.id]);
+    let hr = vec!["hr".to_owned(), "everyone".to_owned()];
+    assert_eq!(store.list_documents(&hr, &[]).await.expect("list").len(), 2);
+    assert!(store.list_documents(&hr, &["c9".to_owned()]).await.expect("list").is_empty());
+    assert!(store.list_documents(&[], &[]).await.expect("list").is_empty());
+
+    // Failed documents do not count as duplicates.
+    store.set_status(secret.id, DocStatus::Failed, Some("malformed: x")).await.expect("fail");
+    assert!(store.find_by_hash("c1", "h2").await.expect("find").is_none());
+    assert!(store.find_any_by_hash("h2").await.expect("find").is_some());
+
+    // Delete removes the document, its chunks and its jobs.
+    assert!(store.delete_document(d.id).await.expect("delete"));
+    assert!(!store.delete_document(d.id).await.expect("delete twice"));
+    assert!(store.get_document(d.id).await.expect("get").is_none());
+    assert!(store.chunks_of(d.id).await.expect("chunks").is_empty());
+    assert!(store.get_job(job.id).await.expect("job").is_none());
+    store.ping().await.expect("ping");
+}
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::connect(&url).await.expect("connect sqlite");
+    assert_eq!(store.backend(), Backend::Sqlite);
+    suite(store.clone()).await;
+    // Reopening runs migrations idempotently.
+    store.close().await;
+    Store::connect(&url).await.expect("reopen");
+    println!("store conformance: sqlite passed");
+}
+
+#[tokio::test]
+async fn postgres_conformance() {
+    let admin = std::env::var("DOCENT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!("docent_test_{}", Uuid::new_v4().simple());
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is required (scripts/ensure-postgres.sh): {e}"));
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("create database");
+    let url = match admin.rfind('/') {
+        Some(i) => format!("{}/{name}", &admin[..i]),
+        None => panic!("bad url"),
+    };
+    let store = Store::connect(&url).await.expect("connect postgres");
+    assert_eq!(store.backend(), Backend::Postgres);
+    suite(store.clone()).await;
+    store.close().await;
+    sqlx::query(&format!("DROP DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .expect("drop database");
+    println!("store conformance: postgres passed");
+}

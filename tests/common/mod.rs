@@ -1,0 +1,173 @@
+//! Helpers for end-to-end tests: the real binary, real models.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The models directory: `DOCENT_TEST_MODELS`, else `./models` in the
+/// workspace (fill it with `scripts/fetch-models.sh`).
+pub fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("DOCENT_TEST_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    assert!(
+        dir.join("SmolLM2-135M-Instruct.Q4_1.gguf").is_file(),
+        "models missing in {}: run scripts/fetch-models.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn command(data: &Path, extra_env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_docent"));
+    cmd.env("DOCENT__STORAGE__DATA_DIR", data)
+        .env("DOCENT__MODELS__DIR", models_dir())
+        .env("DOCENT__SERVER__MAX_UPLOAD_MB", "1")
+        .env("DOCENT_LOG", "info,mistralrs_core=warn,ort=warn")
+        .env_remove("DOCENT_CONFIG");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Runs a one-shot `docent` command against a data directory.
+pub fn docent(data: &Path, args: &[&str]) -> std::process::Output {
+    command(data, &[])
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run docent")
+}
+
+pub struct Server {
+    child: Child,
+    pub base: String,
+    pub client: reqwest::Client,
+    data: PathBuf,
+}
+
+impl Server {
+    /// Starts `docent serve --port 0` and waits for its address.
+    pub async fn start(data: &Path, extra_env: &[(&str, &str)]) -> Self {
+        let mut child = command(data, extra_env)
+            .args(["serve", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn docent serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let base = tokio::task::spawn_blocking(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref() {
+                let line = line.expect("read stdout");
+                if let Some(addr) = line.strip_prefix("docent listening on ") {
+                    // Keep draining stdout so the server never blocks on it.
+                    std::thread::spawn(move || for _ in lines {});
+                    return addr.trim().to_owned();
+                }
+            }
+            panic!("docent serve exited before listening");
+        })
+        .await
+        .expect("join");
+        Self {
+            child,
+            base,
+            client: reqwest::Client::new(),
+            data: data.to_path_buf(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Kills the process (no graceful shutdown) and starts a new one on the
+    /// same data directory.
+    pub async fn restart(mut self, extra_env: &[(&str, &str)]) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = self.data.clone();
+        Self::start(&data, extra_env).await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a whole SSE response into (event, data) pairs.
+pub async fn read_sse(resp: reqwest::Response) -> Vec<(String, serde_json::Value)> {
+    use futures::StreamExt;
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.expect("sse chunk")));
+        while let Some(i) = buf.find("\n\n") {
+            let frame: String = buf.drain(..i + 2).collect();
+            let mut event = "message".to_owned();
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_owned();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            out.push((event, serde_json::from_str(&data).expect("sse json")));
+        }
+    }
+    out
+}
+
+/// A PDF with one page per entry, each line a text line (Helvetica).
+pub fn make_pdf(pages: &[&[&str]]) -> Vec<u8> {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding",
+    });
+    let resources_id = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
+    let mut kids: Vec<Object> = Vec::new();
+    for lines in pages {
+        let mut ops = vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 12.into()]),
+            Operation::new("TL", vec![14.into()]),
+            Operation::new("Td", vec![72.into(), 770.into()]),
+        ];
+        for l in *lines {
+            ops.push(Operation::new("Tj", vec![Object::string_literal(*l)]));
+            ops.push(Operation::new("T*", vec![]));
+        }
+        ops.push(Operation::new("ET", vec![]));
+        let content = Content { operations: ops }.encode().expect("encode content");
+        let content_id = doc.add_object(Stream::new(dictionary! {}, content));
+        let page_id = doc.add_object(dictionary! {
+            "Type" => "Page", "Parent" => pages_id, "Contents" => content_id, "Resources" => resources_id,
+        });
+        kids.push(page_id.into());
+    }
+    let count = kids.len() as i64;
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => kids, "Count" => count,
+            "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    doc.compress();
+    let mut buf = Vec::new();
+    doc.save_to(&mut buf).expect("save pdf");
+    buf
+}

@@ -1,0 +1,266 @@
+//! End-to-end: the real `docent serve` process on port 0, with the real
+//! models, SQLite, qdrant-edge and tantivy in a fresh data directory.
+
+mod common;
+
+use common::{make_pdf, Server};
+use serde_json::Value;
+use std::time::Duration;
+
+const PAGE1: &[&str] = &[
+    "Northwind Clinic visitor guide.",
+    "Visitors sign in at the front desk and wear a badge at all times.",
+    "Flowers are not allowed in the intensive care unit.",
+];
+const PAGE2: &[&str] = &[
+    "Infection control.",
+    "The quarantine period for Zorblax fever is eleven days.",
+    "Patients with Zorblax fever stay in the east isolation wing.",
+];
+const PAGE3: &[&str] = &[
+    "Billing questions.",
+    "Invoices are sent by post within thirty days of discharge.",
+];
+
+const HANDBOOK: &str = "# Campus handbook\n\n\
+## Cafeteria\n\nThe cafeteria serves quibblewort soup every Friday at noon.\n\n\
+## Vehicles\n\nEmployees may leave their cars in the underground garage beneath building C.\n";
+
+async fn upload(server: &Server, name: &str, bytes: Vec<u8>, mime: &str) -> reqwest::Response {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(mime)
+        .expect("mime");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    server
+        .client
+        .post(server.url("/v1/documents"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload request")
+}
+
+async fn wait_ready(server: &Server, job_id: &str) -> Value {
+    for _ in 0..600 {
+        let job: Value = server
+            .client
+            .get(server.url(&format!("/v1/jobs/{job_id}")))
+            .send()
+            .await
+            .expect("job request")
+            .json()
+            .await
+            .expect("job json");
+        match job["status"].as_str() {
+            Some("ready") => return job,
+            Some("failed") => panic!("ingest failed: {job}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("job {job_id} did not finish");
+}
+
+async fn search(server: &Server, query: &str, mode: &str) -> Vec<Value> {
+    let r: Value = server
+        .client
+        .post(server.url("/v1/search"))
+        .json(&serde_json::json!({"query": query, "k": 10, "mode": mode}))
+        .send()
+        .await
+        .expect("search request")
+        .json()
+        .await
+        .expect("search json");
+    r["hits"].as_array().cloned().unwrap_or_default()
+}
+
+fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+}
+
+#[tokio::test]
+async fn upload_ask_cite_delete_restart() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(data.path(), &[]).await;
+
+    // Health.
+    let r = server.client.get(server.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(r.status(), 200);
+    let r = server.client.get(server.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(r.status(), 200);
+
+    // The web chat is served by the binary itself.
+    let page = server.client.get(server.url("/")).send().await.expect("index");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(html.contains("/app.js") && !html.contains("http://") && !html.contains("https://"));
+
+    // Upload a 3-page PDF and a Markdown file.
+    let pdf = make_pdf(&[PAGE1, PAGE2, PAGE3]);
+    let r = upload(&server, "clinic-guide.pdf", pdf.clone(), "application/pdf").await;
+    assert_eq!(r.status(), 202);
+    let up: Value = r.json().await.expect("json");
+    let pdf_id = up["id"].as_str().expect("id").to_owned();
+    let job = wait_ready(&server, up["job_id"].as_str().expect("job id")).await;
+    assert_eq!(job["document_id"], pdf_id.as_str());
+    assert_eq!(job["progress"], 1.0);
+
+    let r = upload(&server, "handbook.md", HANDBOOK.as_bytes().to_vec(), "text/markdown").await;
+    assert_eq!(r.status(), 202);
+    let up: Value = r.json().await.expect("json");
+    let md_id = up["id"].as_str().expect("id").to_owned();
+    wait_ready(&server, up["job_id"].as_str().expect("job id")).await;
+
+    // Identical bytes again: no new document.
+    let r = upload(&server, "copy.pdf", pdf.clone(), "application/pdf").await;
+    assert_eq!(r.status(), 200);
+    let dup: Value = r.json().await.expect("json");
+    assert_eq!(dup["duplicate"], true);
+    assert_eq!(dup["id"], pdf_id.as_str());
+
+    let doc: Value = server
+        .client
+        .get(server.url(&format!("/v1/documents/{pdf_id}")))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(doc["pages"], 3);
+    assert_eq!(doc["status"], "ready");
+    assert_eq!(doc["access"], serde_json::json!(["everyone"]));
+    let list: Value = server
+        .client
+        .get(server.url("/v1/documents"))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["documents"].as_array().map(Vec::len), Some(2));
+
+    // Exact rare keyword: found by the BM25 leg.
+    let hits = search(&server, "quibblewort", "hybrid").await;
+    assert!(!hits.is_empty());
+    assert_eq!(hits[0]["document_id"], md_id.as_str());
+    assert!(hits[0]["text"].as_str().is_some_and(|t| t.contains("quibblewort")));
+    assert_eq!(hits[0]["bm25_rank"], 1);
+    assert_eq!(hits[0]["heading_path"], serde_json::json!(["Campus handbook", "Cafeteria"]));
+
+    // Paraphrase with no shared keyword: only the dense leg can find it.
+    let q = "where should staff members put automobiles";
+    let hits = search(&server, q, "hybrid").await;
+    let garage = hits
+        .iter()
+        .find(|h| h["text"].as_str().is_some_and(|t| t.contains("underground garage")))
+        .unwrap_or_else(|| panic!("paraphrase not found: {hits:?}"));
+    assert!(garage["dense_rank"].is_number(), "{garage}");
+    assert!(garage["bm25_rank"].is_null(), "{garage}");
+    let dense = search(&server, q, "dense").await;
+    assert!(dense[0]["text"].as_str().is_some_and(|t| t.contains("underground garage")), "{dense:?}");
+    assert!(search(&server, q, "bm25").await.iter().all(|h| !h["text"].as_str().unwrap_or("").contains("garage")));
+
+    // Ask: the answer is only on page 2 of the PDF.
+    let resp = server
+        .client
+        .post(server.url("/v1/chat"))
+        .json(&serde_json::json!({"question": "How long is the quarantine period for Zorblax fever?"}))
+        .send()
+        .await
+        .expect("chat");
+    assert_eq!(resp.status(), 200);
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream")));
+    let events = common::read_sse(resp).await;
+    let tokens: Vec<&Value> = events.iter().filter(|(e, _)| e == "token").map(|(_, d)| d).collect();
+    assert!(tokens.len() > 1, "expected a streamed answer, got {events:?}");
+    let answer: String = tokens.iter().filter_map(|d| d["text"].as_str()).collect();
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    let ci = names.iter().position(|n| *n == "citations").expect("citations event");
+    assert!(names[..ci].iter().all(|n| *n == "token"), "tokens come before citations: {names:?}");
+    assert_eq!(names.last(), Some(&"done"));
+    let citations = events[ci].1["citations"].as_array().cloned().unwrap_or_default();
+    eprintln!("answer: {answer}\ncitations: {citations:?}");
+    let cited = citations
+        .iter()
+        .find(|c| c["document_id"] == pdf_id.as_str() && c["page"] == 2)
+        .unwrap_or_else(|| panic!("no citation of the PDF's page 2 in {citations:?}; answer: {answer}"));
+    assert!(cited["passage"].as_str().is_some_and(|p| p.contains("eleven days")));
+    assert_eq!(cited["title"], "clinic-guide.pdf");
+    assert!(citations.iter().all(|c| c["page"] == 2 || c["document_id"] != pdf_id.as_str()));
+
+    // Bad input: clear JSON errors with the right status.
+    let r = upload(&server, "fake.pdf", b"just text".to_vec(), "application/pdf").await;
+    assert_eq!(r.status(), 415);
+    assert_error(&r.json().await.expect("json"), "unsupported_media_type");
+    let r = upload(&server, "empty.txt", Vec::new(), "text/plain").await;
+    assert_eq!(r.status(), 400);
+    assert_error(&r.json().await.expect("json"), "empty");
+    let r = upload(&server, "big.txt", vec![b'a'; 2 << 20], "text/plain").await;
+    assert_eq!(r.status(), 413);
+    assert_error(&r.json().await.expect("json"), "payload_too_large");
+    let r = server.client.get(server.url("/v1/documents/nope")).send().await.expect("get");
+    assert_eq!(r.status(), 400);
+    assert_error(&r.json().await.expect("json"), "bad_request");
+    let r = server
+        .client
+        .get(server.url("/v1/documents/00000000-0000-0000-0000-000000000000"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+    assert_error(&r.json().await.expect("json"), "not_found");
+    let r = server
+        .client
+        .post(server.url("/v1/search"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("search");
+    assert_eq!(r.status(), 400);
+    assert_error(&r.json().await.expect("json"), "bad_request");
+
+    // Delete the PDF: gone from every leg.
+    let r = server
+        .client
+        .delete(server.url(&format!("/v1/documents/{pdf_id}")))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(r.status(), 204);
+    for mode in ["hybrid", "bm25", "dense"] {
+        let hits = search(&server, "Zorblax fever quarantine eleven days", mode).await;
+        assert!(hits.iter().all(|h| h["document_id"] != pdf_id.as_str()), "{mode}: {hits:?}");
+    }
+    let r = server
+        .client
+        .get(server.url(&format!("/v1/documents/{pdf_id}")))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 404);
+
+    // Restart on the same data directory: the Markdown file is still there.
+    let server = server.restart(&[]).await;
+    let hits = search(&server, "quibblewort", "hybrid").await;
+    assert_eq!(hits.first().map(|h| h["document_id"].clone()), Some(Value::from(md_id.as_str())));
+    let hits = search(&server, "Zorblax fever quarantine eleven days", "hybrid").await;
+    assert!(hits.iter().all(|h| h["document_id"] != pdf_id.as_str()));
+    drop(server);
+
+    // The indexes agree with SQL after all of it.
+    let out = common::docent(data.path(), &["check"]);
+    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stdout));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("check json");
+    assert_eq!(report["sql"], report["vectors"]);
+    assert_eq!(report["sql"], report["keywords"]);
+    assert!(report["sql"].as_u64().is_some_and(|n| n >= 2));
+}

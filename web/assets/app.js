@@ -1,0 +1,156 @@
+// docent web chat: no framework, no external assets.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c);
+  return e;
+}
+
+async function refreshDocuments() {
+  const r = await fetch("/v1/documents");
+  if (!r.ok) return;
+  const { documents } = await r.json();
+  const ul = $("documents");
+  ul.replaceChildren(...documents.map((d) =>
+    el("li", {}, d.title, el("span", { class: "status" }, d.status + (d.pages ? ` · ${d.pages} p.` : "")))));
+}
+
+function showSource(c) {
+  $("source-panel").hidden = false;
+  $("source-title").textContent = `[${c.n}] ${c.title}`;
+  $("source-meta").textContent = c.page ? `Page ${c.page}` : "";
+  const q = $("source-passage");
+  const enc = new TextEncoder(), dec = new TextDecoder();
+  const bytes = enc.encode(c.passage);
+  const [s, e] = c.span;
+  q.replaceChildren(
+    dec.decode(bytes.slice(0, s)),
+    el("mark", {}, dec.decode(bytes.slice(s, e))),
+    dec.decode(bytes.slice(e)));
+}
+
+function renderAnswer(box, ev) {
+  const byN = new Map(ev.citations.map((c) => [c.n, c]));
+  const body = el("div", { class: "answer" });
+  for (const s of ev.sentences) {
+    const span = el("span", s.supported ? {} : { class: "unsupported", title: "No cited passage supports this sentence" }, s.text);
+    body.append(span);
+    for (const n of s.citations) {
+      const c = byN.get(n);
+      if (!c) continue;
+      const b = el("button", { class: "cite", type: "button", "data-n": String(n) }, `[${n}]`);
+      b.addEventListener("click", () => showSource(c));
+      body.append(b);
+    }
+    body.append(" ");
+  }
+  if (ev.sentences.length === 0) body.append(box.dataset.raw || "");
+  box.replaceChildren(body);
+  const unsupported = ev.sentences.filter((s) => !s.supported).length;
+  if (unsupported) box.append(el("div", { class: "note" }, `${unsupported} sentence(s) have no supporting source.`));
+  if (ev.citations.length) {
+    box.append(el("div", { class: "sources" }, "Sources: " +
+      ev.citations.map((c) => `[${c.n}] ${c.title}${c.page ? `, p. ${c.page}` : ""}`).join("; ")));
+  }
+}
+
+async function ask(question) {
+  const msgs = $("messages");
+  msgs.append(el("div", { class: "msg user" }, question));
+  const box = el("div", { class: "msg bot" }, "");
+  box.dataset.raw = "";
+  msgs.append(box);
+  const r = await fetch("/v1/chat", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ question }),
+  });
+  if (!r.ok) {
+    const e = await r.json().catch(() => ({}));
+    box.textContent = "Error: " + ((e.error && e.error.message) || r.status);
+    return;
+  }
+  const reader = r.body.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const frame = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let event = "message", data = "";
+      for (const line of frame.split("\n")) {
+        if (line.startsWith("event: ")) event = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      const payload = JSON.parse(data || "{}");
+      if (event === "token") {
+        box.dataset.raw += payload.text;
+        box.textContent = box.dataset.raw;
+      } else if (event === "citations") {
+        renderAnswer(box, payload);
+      } else if (event === "error") {
+        box.append(el("div", { class: "note" }, "Error: " + payload.error.message));
+      }
+      msgs.scrollTop = msgs.scrollHeight;
+    }
+  }
+}
+
+function upload(file) {
+  const bar = $("upload-progress"), status = $("upload-status");
+  bar.hidden = false; bar.value = 0;
+  const form = new FormData();
+  form.append("file", file);
+  const xhr = new XMLHttpRequest();
+  xhr.open("POST", "/v1/documents");
+  xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = 0.3 * e.loaded / e.total; };
+  xhr.onload = async () => {
+    let body = {};
+    try { body = JSON.parse(xhr.responseText); } catch (_) { /* keep empty */ }
+    if (xhr.status >= 400) {
+      status.textContent = "Failed: " + ((body.error && body.error.message) || xhr.status);
+      bar.hidden = true;
+      return;
+    }
+    if (!body.job_id) { status.textContent = "Already ingested."; bar.value = 1; refreshDocuments(); return; }
+    for (;;) {
+      const j = await (await fetch(`/v1/jobs/${body.job_id}`)).json();
+      bar.value = 0.3 + 0.7 * (j.progress || 0);
+      status.textContent = `${file.name}: ${j.status}`;
+      if (j.status === "ready" || j.status === "failed") {
+        if (j.error) status.textContent += ` (${j.error})`;
+        break;
+      }
+      await new Promise((res) => setTimeout(res, 500));
+    }
+    refreshDocuments();
+  };
+  xhr.send(form);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("ask-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const q = $("question").value.trim();
+    if (!q) return;
+    $("question").value = "";
+    ask(q);
+  });
+  $("upload-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = $("upload-file").files[0];
+    if (f) upload(f);
+  });
+  $("source-close").addEventListener("click", () => { $("source-panel").hidden = true; });
+  refreshDocuments();
+});

@@ -1,0 +1,129 @@
+//! The one place errors become HTTP. Every error body has the stable shape
+//! `{"error": {"code": "...", "message": "..."}}`; 500 is reserved for bugs
+//! and backend failures, never for bad input.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use docent_ingest::IngestError;
+use docent_retrieve::RetrieveError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("the upload exceeds the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Retrieve(#[from] RetrieveError),
+    #[error(transparent)]
+    Store(#[from] docent_store::StoreError),
+    #[error(transparent)]
+    Backend(#[from] docent_core::BackendError),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound { .. } => "not_found",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Ingest(e) => match e {
+                IngestError::UnsupportedType(_) | IngestError::TypeMismatch(_) => "unsupported_media_type",
+                other => other.code(),
+            },
+            ApiError::Retrieve(_) => "retrieval_failed",
+            ApiError::Store(_) => "store_failed",
+            ApiError::Backend(_) => "backend_failed",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Ingest(e) => match e {
+                IngestError::UnsupportedType(_) | IngestError::TypeMismatch(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                IngestError::Empty
+                | IngestError::NotUtf8
+                | IngestError::Encrypted
+                | IngestError::Malformed { .. }
+                | IngestError::NeedsOcr
+                | IngestError::ExtractorPanic(_)
+                | IngestError::Timeout(_) => StatusCode::BAD_REQUEST,
+                IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                IngestError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+                IngestError::Embed(_)
+                | IngestError::Index(_)
+                | IngestError::Store(_)
+                | IngestError::Io(_)
+                | IngestError::Interrupted(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            ApiError::Retrieve(_) | ApiError::Store(_) | ApiError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, code = self.code(), "request failed");
+        }
+        let mut resp = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.insert_header(("Retry-After", "5"));
+        }
+        resp.json(Body {
+            error: Inner {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
+    }
+}
+
+/// JSON body errors from actix's extractors, in the same shape.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let api = match &err {
+        J::OverflowKnownLength { limit, .. } | J::Overflow { limit } => ApiError::PayloadTooLarge { limit: *limit },
+        J::ContentType => ApiError::UnsupportedMediaType("expected Content-Type: application/json".to_owned()),
+        other => ApiError::BadRequest(format!("invalid JSON body: {other}")),
+    };
+    api.into()
+}
+
+pub fn path_error(err: actix_web::error::PathError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid path: {err}")).into()
+}
+
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &actix_web::HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid query string: {err}")).into()
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

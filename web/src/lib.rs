@@ -1,0 +1,57 @@
+//! docent-web: the HTTP API and the embedded web chat (actix-web).
+//!
+//! Only this crate knows HTTP and JSON wire types ([`dto`]); handlers convert
+//! to and from core types. Errors map to HTTP in one place ([`error`]).
+//! Model compute never runs on the actix workers: embeddings and index
+//! queries go through `spawn_blocking`, generation runs on mistral.rs's
+//! engine thread and reaches the client through a channel.
+
+pub mod dto;
+pub mod error;
+pub mod routes;
+pub mod state;
+
+pub use state::{AppState, WebConfig};
+
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+
+/// Registers every route on an actix app.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    let max_json = state.cfg.max_json_bytes;
+    cfg.app_data(state)
+        .app_data(web::JsonConfig::default().limit(max_json).error_handler(error::json_error))
+        .app_data(web::PathConfig::default().error_handler(error::path_error))
+        .app_data(web::QueryConfig::default().error_handler(error::query_error))
+        .route("/healthz", web::get().to(routes::health::healthz))
+        .route("/readyz", web::get().to(routes::health::readyz))
+        .route("/v1/documents", web::post().to(routes::documents::upload))
+        .route("/v1/documents", web::get().to(routes::documents::list))
+        .route("/v1/documents/{id}", web::get().to(routes::documents::get))
+        .route("/v1/documents/{id}", web::delete().to(routes::documents::delete))
+        .route("/v1/jobs/{id}", web::get().to(routes::documents::job))
+        .route("/v1/search", web::post().to(routes::search::search))
+        .route("/v1/chat", web::post().to(routes::chat::chat))
+        .route("/", web::get().to(routes::assets::index))
+        .route("/app.js", web::get().to(routes::assets::app_js))
+        .route("/app.css", web::get().to(routes::assets::app_css))
+        .default_service(web::to(routes::assets::not_found));
+}
+
+/// Runs the server on an already bound listener (port 0 in tests).
+pub async fn serve(listener: TcpListener, state: AppState, workers: usize) -> std::io::Result<()> {
+    let state = web::Data::new(state);
+    HttpServer::new(move || {
+        App::new()
+            .wrap(tracing_actix())
+            .configure(|c| configure(c, state.clone()))
+    })
+    .workers(workers.max(1))
+    .listen(listener)?
+    .run()
+    .await
+}
+
+fn tracing_actix() -> actix_web::middleware::Logger {
+    actix_web::middleware::Logger::new("%r %s %Dms").log_target("docent::http")
+}

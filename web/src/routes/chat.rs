@@ -1,0 +1,98 @@
+//! `POST /v1/chat`: a cited answer over server-sent events.
+//!
+//! Events, in order: `token` (`{"text": ...}`) as the model produces text,
+//! then one `citations` event (checked citations and per-sentence support),
+//! then `done` (usage). On failure an `error` event carries the usual error
+//! body. Generation runs in its own task; when the client disconnects the
+//! channel closes, the sink reports it, and the model stops.
+
+use crate::dto::{ChatRequest, CitationsEvent, DoneEvent};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use docent_core::{AccessFilter, TokenSink};
+use docent_generate::answer::answer;
+use docent_retrieve::search::Mode;
+use serde::Serialize;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{info, warn};
+
+fn frame(event: &str, data: &impl Serialize) -> web::Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "{}".to_owned());
+    web::Bytes::from(format!("event: {event}\ndata: {json}\n\n"))
+}
+
+struct ChannelSink {
+    tx: UnboundedSender<web::Bytes>,
+}
+
+impl TokenSink for ChannelSink {
+    fn token(&mut self, text: &str) -> bool {
+        self.tx
+            .send(frame("token", &serde_json::json!({ "text": text })))
+            .is_ok()
+    }
+}
+
+pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> ApiResult<HttpResponse> {
+    let req = body.into_inner();
+    let question = req.question.trim().to_owned();
+    if question.is_empty() {
+        return Err(ApiError::BadRequest("`question` is empty".to_owned()));
+    }
+    let mut filter = AccessFilter::for_principal(&state.principal());
+    filter.collections = req.collection.into_iter().collect();
+    let hits = state
+        .searcher
+        .search(&question, &filter, state.cfg.retrieve_k, Mode::Hybrid)
+        .await?
+        .hits;
+
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
+    let st = state.clone();
+    tokio::spawn(async move {
+        let mut sink = ChannelSink { tx: tx.clone() };
+        let result = answer(st.chat.as_ref(), &question, &hits, &st.cfg.answer, &mut sink).await;
+        match result {
+            Ok(a) => {
+                if tx.is_closed() {
+                    info!("client disconnected; generation stopped");
+                    return;
+                }
+                let ev = CitationsEvent {
+                    citations: a.checked.citations.into_iter().map(Into::into).collect(),
+                    sentences: a.checked.sentences.into_iter().map(Into::into).collect(),
+                    abstained: a.abstained,
+                };
+                let _ = tx.send(frame("citations", &ev));
+                let _ = tx.send(frame(
+                    "done",
+                    &DoneEvent {
+                        model: a.model,
+                        prompt_tokens: a.usage.prompt_tokens,
+                        completion_tokens: a.usage.completion_tokens,
+                        time_to_first_token_ms: a.usage.time_to_first_token_ms,
+                        total_ms: a.usage.total_ms,
+                    },
+                ));
+            }
+            Err(e) => {
+                warn!(error = %e, "generation failed");
+                let _ = tx.send(frame(
+                    "error",
+                    &serde_json::json!({"error": {"code": "generation_failed", "message": e.to_string()}}),
+                ));
+            }
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Type", "text/event-stream"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(stream))
+}

@@ -1,0 +1,174 @@
+//! Documents: upload (multipart, 202 + job), list, get, delete; jobs.
+
+use crate::dto::{DocumentDto, JobDto, UploadResponse};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use actix_multipart::Multipart;
+use actix_web::{web, HttpResponse};
+use docent_core::AccessFilter;
+use docent_ingest::pipeline::{NewDocument, Submitted};
+use futures::TryStreamExt;
+use tracing::info;
+use uuid::Uuid;
+
+async fn read_text_field(field: &mut actix_multipart::Field, limit: usize) -> ApiResult<String> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = field
+        .try_next()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?
+    {
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::BadRequest("form field too long".to_owned()));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    String::from_utf8(buf).map_err(|_| ApiError::BadRequest("form field is not UTF-8".to_owned()))
+}
+
+/// `POST /v1/documents`: multipart with one `file` part, and optional
+/// `collection`, `access` (comma-separated labels) and `title` parts.
+pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiResult<HttpResponse> {
+    let limit = state.cfg.max_upload_bytes;
+    let mut file: Option<(String, Vec<u8>)> = None;
+    let mut collection = None;
+    let mut access = None;
+    let mut title = None;
+    while let Some(mut field) = payload
+        .try_next()
+        .await
+        .map_err(|e| ApiError::BadRequest(format!("invalid multipart body: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" => {
+                if file.is_some() {
+                    return Err(ApiError::BadRequest("send one `file` part per request".to_owned()));
+                }
+                let file_name = field
+                    .content_disposition()
+                    .and_then(|cd| cd.get_filename())
+                    .map(str::to_owned)
+                    .ok_or_else(|| ApiError::BadRequest("the `file` part needs a filename".to_owned()))?;
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field
+                    .try_next()
+                    .await
+                    .map_err(|e| ApiError::BadRequest(format!("multipart: {e}")))?
+                {
+                    if bytes.len() + chunk.len() > limit {
+                        return Err(ApiError::PayloadTooLarge { limit });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                file = Some((file_name, bytes));
+            }
+            "collection" => collection = Some(read_text_field(&mut field, 256).await?),
+            "access" => access = Some(read_text_field(&mut field, 4096).await?),
+            "title" => title = Some(read_text_field(&mut field, 1024).await?),
+            other => return Err(ApiError::BadRequest(format!("unknown form field {other:?}"))),
+        }
+    }
+    let (file_name, bytes) = file.ok_or_else(|| ApiError::BadRequest("missing `file` part".to_owned()))?;
+    let collection = collection
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| state.cfg.default_collection.clone());
+    let access: Vec<String> = match access {
+        Some(a) => a
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        None => state.cfg.default_access.clone(),
+    };
+    if access.is_empty() {
+        return Err(ApiError::BadRequest("`access` names no label".to_owned()));
+    }
+    let submitted = state
+        .ingestor
+        .submit(NewDocument {
+            bytes,
+            source: file_name.clone(),
+            file_name,
+            collection,
+            access,
+            title,
+        })
+        .await?;
+    match submitted {
+        Submitted::Duplicate { doc } => Ok(HttpResponse::Ok().json(UploadResponse {
+            id: doc.id,
+            job_id: None,
+            status: doc.status.as_str(),
+            duplicate: true,
+        })),
+        Submitted::Queued { doc, job } => {
+            if let Err(e) = state.queue.try_enqueue(job.id, doc.id) {
+                // Nothing half-done: the queued rows go again.
+                let _ = state.ingestor.delete(doc.id).await;
+                return Err(e.into());
+            }
+            info!(doc_id = %doc.id, job_id = %job.id, "upload accepted");
+            Ok(HttpResponse::Accepted().json(UploadResponse {
+                id: doc.id,
+                job_id: Some(job.id),
+                status: "queued",
+                duplicate: false,
+            }))
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ListQuery {
+    pub collection: Option<String>,
+}
+
+pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
+    let p = state.principal();
+    let collections: Vec<String> = q.collection.clone().into_iter().collect();
+    let docs = state.store.list_documents(&p.groups, &collections).await?;
+    let docs: Vec<DocumentDto> = docs.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "documents": docs })))
+}
+
+fn parse_id(raw: &str) -> ApiResult<Uuid> {
+    raw.parse()
+        .map_err(|_| ApiError::BadRequest(format!("{raw:?} is not a valid id")))
+}
+
+async fn visible_document(state: &AppState, id: Uuid) -> ApiResult<docent_core::Document> {
+    let filter = AccessFilter::for_principal(&state.principal());
+    match state.store.get_document(id).await? {
+        Some(d) if filter.allows(&d.collection, &d.access, d.id) => Ok(d),
+        // Invisible documents are indistinguishable from missing ones.
+        _ => Err(ApiError::NotFound { what: "document" }),
+    }
+}
+
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&path)?;
+    let doc = visible_document(&state, id).await?;
+    Ok(HttpResponse::Ok().json(DocumentDto::from(doc)))
+}
+
+pub async fn delete(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&path)?;
+    visible_document(&state, id).await?;
+    state.ingestor.delete(id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn job(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&path)?;
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "job" })?;
+    visible_document(&state, job.doc_id)
+        .await
+        .map_err(|_| ApiError::NotFound { what: "job" })?;
+    Ok(HttpResponse::Ok().json(JobDto::from(job)))
+}

@@ -1,0 +1,7 @@
+//! HTTP handlers, one module per resource.
+
+pub mod assets;
+pub mod chat;
+pub mod documents;
+pub mod health;
+pub mod search;

@@ -1,0 +1,30 @@
+//! `POST /v1/search`: hybrid retrieval under the caller's access filter.
+
+use crate::dto::{HitDto, SearchRequest, SearchResponse};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use actix_web::{web, HttpResponse};
+use docent_core::AccessFilter;
+use docent_retrieve::search::Mode;
+
+pub async fn search(state: web::Data<AppState>, body: web::Json<SearchRequest>) -> ApiResult<HttpResponse> {
+    let req = body.into_inner();
+    if req.query.trim().is_empty() {
+        return Err(ApiError::BadRequest("`query` is empty".to_owned()));
+    }
+    let k = req.k.unwrap_or(10);
+    if k == 0 || k > 100 {
+        return Err(ApiError::BadRequest("`k` must be between 1 and 100".to_owned()));
+    }
+    let mode: Mode = match req.mode.as_deref() {
+        None => Mode::Hybrid,
+        Some(m) => m.parse().map_err(ApiError::BadRequest)?,
+    };
+    let mut filter = AccessFilter::for_principal(&state.principal());
+    filter.collections = req.collection.into_iter().collect();
+    let out = state.searcher.search(&req.query, &filter, k, mode).await?;
+    Ok(HttpResponse::Ok().json(SearchResponse {
+        hits: out.hits.into_iter().map(HitDto::from).collect(),
+        timings_us: out.timings,
+    }))
+}
