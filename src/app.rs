@@ -52,7 +52,8 @@ impl Components {
                 .await
                 .context("embedder loader")??,
         );
-        let counter: Arc<dyn TokenCounter> = Arc::new(HfTokenCounter::load(&cfg.embedding_dir().join("tokenizer.json"))?);
+        let counter: Arc<dyn TokenCounter> =
+            Arc::new(HfTokenCounter::load(&cfg.embedding_dir().join("tokenizer.json"))?);
         let hnsw = HnswSettings {
             m: cfg.retrieval.hnsw_m,
             ef_construct: cfg.retrieval.hnsw_ef_construct,

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: Server,
@@ -96,20 +96,6 @@ pub struct Access {
     pub default_collection: String,
     /// Labels given to documents uploaded without any.
     pub default_labels: Vec<String>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: Server::default(),
-            storage: Storage::default(),
-            models: Models::default(),
-            ingest: Ingest::default(),
-            retrieval: Retrieval::default(),
-            generation: Generation::default(),
-            access: Access::default(),
-        }
-    }
 }
 
 impl Default for Server {

@@ -42,7 +42,9 @@ pub fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
             continue;
         }
         let rel: u32 = cols[2].trim().parse().unwrap_or(0);
-        out.entry(cols[0].to_owned()).or_default().insert(cols[1].to_owned(), rel);
+        out.entry(cols[0].to_owned())
+            .or_default()
+            .insert(cols[1].to_owned(), rel);
     }
     Ok(out)
 }
@@ -132,7 +134,10 @@ pub struct EvalReport {
 
 /// Ingests a BEIR corpus into `collection` (skipped if already there).
 pub async fn load_corpus(c: &Components, dir: &Path, collection: &str, show: bool) -> anyhow::Result<Option<f64>> {
-    let existing = c.store.list_documents(&c.cfg.access.default_labels, &[collection.to_owned()]).await?;
+    let existing = c
+        .store
+        .list_documents(&c.cfg.access.default_labels, &[collection.to_owned()])
+        .await?;
     if !existing.is_empty() {
         return Ok(None);
     }
@@ -163,7 +168,11 @@ pub async fn load_corpus(c: &Components, dir: &Path, collection: &str, show: boo
                     source: format!("beir:{}", d.id),
                     collection: collection.to_owned(),
                     access: c.cfg.access.default_labels.clone(),
-                    title: Some(if d.title.is_empty() { d.id.clone() } else { d.title.clone() }),
+                    title: Some(if d.title.is_empty() {
+                        d.id.clone()
+                    } else {
+                        d.title.clone()
+                    }),
                 })
                 .await;
             match sub {
@@ -232,7 +241,10 @@ pub async fn evaluate(c: &Components, dir: &Path, collection: &str, show: bool) 
             latency_ms_p99: percentile(&lat, 99.0),
         });
     }
-    let docs = c.store.list_documents(&c.cfg.access.default_labels, &[collection.to_owned()]).await?;
+    let docs = c
+        .store
+        .list_documents(&c.cfg.access.default_labels, &[collection.to_owned()])
+        .await?;
     Ok(EvalReport {
         dataset: dir.display().to_string(),
         documents: docs.len(),

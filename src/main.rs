@@ -13,7 +13,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "docent", version, about = "Private knowledge assistant with checked citations")]
+#[command(
+    name = "docent",
+    version,
+    about = "Private knowledge assistant with checked citations"
+)]
 struct Cli {
     /// Configuration file (TOML). Env vars DOCENT__SECTION__KEY override it.
     #[arg(long, global = true)]
@@ -103,7 +107,9 @@ fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DOCENT_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,mistralrs_core=warn,ort=warn,tantivy=warn,sqlx=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -137,11 +143,12 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
         Cmd::Check => check(cfg).await,
         Cmd::Eval {
-            what: EvalCmd::Retrieval {
-                dataset,
-                collection,
-                json,
-            },
+            what:
+                EvalCmd::Retrieval {
+                    dataset,
+                    collection,
+                    json,
+                },
         } => {
             let c = Components::build(&cfg).await?;
             let name = dataset
@@ -253,17 +260,30 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 fn is_supported(p: &Path) -> bool {
     matches!(
-        p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("pdf" | "md" | "markdown" | "txt")
     )
 }
 
-async fn ingest(cfg: Config, paths: Vec<PathBuf>, collection: Option<String>, access: Option<String>) -> anyhow::Result<()> {
+async fn ingest(
+    cfg: Config,
+    paths: Vec<PathBuf>,
+    collection: Option<String>,
+    access: Option<String>,
+) -> anyhow::Result<()> {
     let c = Components::build(&cfg).await?;
     let files = collect_files(&paths)?;
     let collection = collection.unwrap_or_else(|| cfg.access.default_collection.clone());
     let access: Vec<String> = access
-        .map(|a| a.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .map(|a| {
+            a.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_else(|| cfg.access.default_labels.clone());
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
@@ -374,11 +394,17 @@ async fn ask(cfg: Config, question: &str, collection: Option<String>) -> anyhow:
     let c = Components::build(&cfg).await?;
     let hits = c
         .searcher
-        .search(question, &filter_for(&cfg, collection), cfg.retrieval.answer_k, Mode::Hybrid)
+        .search(
+            question,
+            &filter_for(&cfg, collection),
+            cfg.retrieval.answer_k,
+            Mode::Hybrid,
+        )
         .await?
         .hits;
     let chat = c.chat_model().await?;
-    let answer = docent_generate::answer::answer(chat.as_ref(), question, &hits, &c.answer_config(), &mut StdoutSink).await?;
+    let answer =
+        docent_generate::answer::answer(chat.as_ref(), question, &hits, &c.answer_config(), &mut StdoutSink).await?;
     println!();
     if !answer.checked.citations.is_empty() {
         println!("\nSources:");

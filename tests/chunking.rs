@@ -10,7 +10,8 @@ use docent_retrieve::embed::HfTokenCounter;
 
 #[test]
 fn pdf_chunks_hold_budget_pages_and_coverage() {
-    let tok = HfTokenCounter::load(&common::models_dir().join("all-MiniLM-L6-v2-int8/tokenizer.json")).expect("tokenizer");
+    let tok =
+        HfTokenCounter::load(&common::models_dir().join("all-MiniLM-L6-v2-int8/tokenizer.json")).expect("tokenizer");
     let long: Vec<String> = (0..120)
         .map(|i| format!("Line {i} of the second page talks about anticoagulation dosing and renal clearance."))
         .collect();
@@ -44,12 +45,18 @@ fn pdf_chunks_hold_budget_pages_and_coverage() {
     }
     // Every line appears, in order, and overlap stays within budget.
     for (i, line) in long.iter().enumerate() {
-        assert!(chunks.iter().any(|c| c.text.contains(line.as_str())), "line {i} missing");
+        assert!(
+            chunks.iter().any(|c| c.text.contains(line.as_str())),
+            "line {i} missing"
+        );
     }
     for w in chunks.windows(2) {
         if w[0].page == w[1].page && w[1].char_start < w[0].char_end {
             let shared: String = chars[w[1].char_start..w[0].char_end].iter().collect();
-            assert!(tok.count(&shared) <= cfg.overlap_tokens + 2, "overlap too large: {shared}");
+            assert!(
+                tok.count(&shared) <= cfg.overlap_tokens + 2,
+                "overlap too large: {shared}"
+            );
         }
     }
 }

@@ -77,7 +77,10 @@ async fn search(server: &Server, query: &str, mode: &str) -> Vec<Value> {
 
 fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "body: {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+    assert!(
+        body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
 }
 
 #[tokio::test]
@@ -149,7 +152,10 @@ async fn upload_ask_cite_delete_restart() {
     assert_eq!(hits[0]["document_id"], md_id.as_str());
     assert!(hits[0]["text"].as_str().is_some_and(|t| t.contains("quibblewort")));
     assert_eq!(hits[0]["bm25_rank"], 1);
-    assert_eq!(hits[0]["heading_path"], serde_json::json!(["Campus handbook", "Cafeteria"]));
+    assert_eq!(
+        hits[0]["heading_path"],
+        serde_json::json!(["Campus handbook", "Cafeteria"])
+    );
 
     // Paraphrase with no shared keyword: only the dense leg can find it.
     let q = "where should staff members put automobiles";
@@ -161,8 +167,16 @@ async fn upload_ask_cite_delete_restart() {
     assert!(garage["dense_rank"].is_number(), "{garage}");
     assert!(garage["bm25_rank"].is_null(), "{garage}");
     let dense = search(&server, q, "dense").await;
-    assert!(dense[0]["text"].as_str().is_some_and(|t| t.contains("underground garage")), "{dense:?}");
-    assert!(search(&server, q, "bm25").await.iter().all(|h| !h["text"].as_str().unwrap_or("").contains("garage")));
+    assert!(
+        dense[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("underground garage")),
+        "{dense:?}"
+    );
+    assert!(search(&server, q, "bm25")
+        .await
+        .iter()
+        .all(|h| !h["text"].as_str().unwrap_or("").contains("garage")));
 
     // Ask: the answer is only on page 2 of the PDF.
     let resp = server
@@ -184,7 +198,10 @@ async fn upload_ask_cite_delete_restart() {
     let answer: String = tokens.iter().filter_map(|d| d["text"].as_str()).collect();
     let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
     let ci = names.iter().position(|n| *n == "citations").expect("citations event");
-    assert!(names[..ci].iter().all(|n| *n == "token"), "tokens come before citations: {names:?}");
+    assert!(
+        names[..ci].iter().all(|n| *n == "token"),
+        "tokens come before citations: {names:?}"
+    );
     assert_eq!(names.last(), Some(&"done"));
     let citations = events[ci].1["citations"].as_array().cloned().unwrap_or_default();
     eprintln!("answer: {answer}\ncitations: {citations:?}");
@@ -194,7 +211,9 @@ async fn upload_ask_cite_delete_restart() {
         .unwrap_or_else(|| panic!("no citation of the PDF's page 2 in {citations:?}; answer: {answer}"));
     assert!(cited["passage"].as_str().is_some_and(|p| p.contains("eleven days")));
     assert_eq!(cited["title"], "clinic-guide.pdf");
-    assert!(citations.iter().all(|c| c["page"] == 2 || c["document_id"] != pdf_id.as_str()));
+    assert!(citations
+        .iter()
+        .all(|c| c["page"] == 2 || c["document_id"] != pdf_id.as_str()));
 
     // Bad input: clear JSON errors with the right status.
     let r = upload(&server, "fake.pdf", b"just text".to_vec(), "application/pdf").await;
@@ -206,7 +225,12 @@ async fn upload_ask_cite_delete_restart() {
     let r = upload(&server, "big.txt", vec![b'a'; 2 << 20], "text/plain").await;
     assert_eq!(r.status(), 413);
     assert_error(&r.json().await.expect("json"), "payload_too_large");
-    let r = server.client.get(server.url("/v1/documents/nope")).send().await.expect("get");
+    let r = server
+        .client
+        .get(server.url("/v1/documents/nope"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 400);
     assert_error(&r.json().await.expect("json"), "bad_request");
     let r = server
@@ -238,7 +262,10 @@ async fn upload_ask_cite_delete_restart() {
     assert_eq!(r.status(), 204);
     for mode in ["hybrid", "bm25", "dense"] {
         let hits = search(&server, "Zorblax fever quarantine eleven days", mode).await;
-        assert!(hits.iter().all(|h| h["document_id"] != pdf_id.as_str()), "{mode}: {hits:?}");
+        assert!(
+            hits.iter().all(|h| h["document_id"] != pdf_id.as_str()),
+            "{mode}: {hits:?}"
+        );
     }
     let r = server
         .client
@@ -251,14 +278,21 @@ async fn upload_ask_cite_delete_restart() {
     // Restart on the same data directory: the Markdown file is still there.
     let server = server.restart(&[]).await;
     let hits = search(&server, "quibblewort", "hybrid").await;
-    assert_eq!(hits.first().map(|h| h["document_id"].clone()), Some(Value::from(md_id.as_str())));
+    assert_eq!(
+        hits.first().map(|h| h["document_id"].clone()),
+        Some(Value::from(md_id.as_str()))
+    );
     let hits = search(&server, "Zorblax fever quarantine eleven days", "hybrid").await;
     assert!(hits.iter().all(|h| h["document_id"] != pdf_id.as_str()));
     drop(server);
 
     // The indexes agree with SQL after all of it.
     let out = common::docent(data.path(), &["check"]);
-    assert!(out.status.success(), "check failed: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "check failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("check json");
     assert_eq!(report["sql"], report["vectors"]);
     assert_eq!(report["sql"], report["keywords"]);

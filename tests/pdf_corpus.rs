@@ -40,7 +40,15 @@ fn every_pdf_yields_text_or_a_classified_error() {
         timeout: Duration::from_secs(60),
         max_pages: 5000,
     };
-    let known = ["encrypted", "needs_ocr", "malformed", "too_large", "timeout", "empty", "type_mismatch"];
+    let known = [
+        "encrypted",
+        "needs_ocr",
+        "malformed",
+        "too_large",
+        "timeout",
+        "empty",
+        "type_mismatch",
+    ];
     let mut tally: BTreeMap<String, usize> = BTreeMap::new();
     let mut caught_panics = Vec::new();
     let (mut pages, started) = (0u64, Instant::now());
@@ -50,7 +58,11 @@ fn every_pdf_yields_text_or_a_classified_error() {
         let result = detect(&bytes, name).and_then(|kind| extract_bounded(kind, Arc::new(bytes), limits));
         let class = match result {
             Ok(ex) => {
-                assert!(ex.blocks.iter().any(|b| !b.text.trim().is_empty()), "{}: ok but no text", f.display());
+                assert!(
+                    ex.blocks.iter().any(|b| !b.text.trim().is_empty()),
+                    "{}: ok but no text",
+                    f.display()
+                );
                 pages += u64::from(ex.pages.unwrap_or(0));
                 "text".to_owned()
             }
@@ -59,7 +71,11 @@ fn every_pdf_yields_text_or_a_classified_error() {
                     caught_panics.push(f.display().to_string());
                 }
                 let code = e.code().to_owned();
-                assert!(known.contains(&code.as_str()), "{}: unclassified error {code}: {e}", f.display());
+                assert!(
+                    known.contains(&code.as_str()),
+                    "{}: unclassified error {code}: {e}",
+                    f.display()
+                );
                 assert!(!e.to_string().is_empty());
                 code
             }
@@ -67,11 +83,17 @@ fn every_pdf_yields_text_or_a_classified_error() {
         *tally.entry(class).or_default() += 1;
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("pdf corpus: {} files, {pages} pages with text in {secs:.1}s", files.len());
+    println!(
+        "pdf corpus: {} files, {pages} pages with text in {secs:.1}s",
+        files.len()
+    );
     for (class, n) in &tally {
         println!("  {class:<14} {n}");
     }
-    println!("  (parser panics caught and classified as malformed: {})", caught_panics.len());
+    println!(
+        "  (parser panics caught and classified as malformed: {})",
+        caught_panics.len()
+    );
     for p in &caught_panics {
         println!("    {p}");
     }

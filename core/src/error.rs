@@ -15,10 +15,7 @@ pub enum BackendError {
     },
     /// The request to the backend was invalid (wrong vector size, bad query).
     #[error("{backend}: invalid request: {message}")]
-    Invalid {
-        backend: &'static str,
-        message: String,
-    },
+    Invalid { backend: &'static str, message: String },
 }
 
 impl BackendError {

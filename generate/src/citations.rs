@@ -67,12 +67,84 @@ impl CheckedAnswer {
 }
 
 const STOP: &[&str] = &[
-    "the", "and", "for", "are", "was", "were", "with", "that", "this", "from", "have", "has", "had", "not", "but",
-    "its", "it's", "they", "their", "them", "which", "what", "when", "where", "who", "whom", "how", "why", "can",
-    "could", "would", "should", "will", "shall", "may", "might", "must", "been", "being", "into", "onto", "than",
-    "then", "there", "these", "those", "also", "such", "any", "all", "each", "other", "some", "more", "most",
-    "about", "over", "under", "between", "our", "your", "you", "his", "her", "she", "him", "one", "only", "very",
-    "does", "did", "doing", "done", "source", "sources", "document", "documents", "according",
+    "the",
+    "and",
+    "for",
+    "are",
+    "was",
+    "were",
+    "with",
+    "that",
+    "this",
+    "from",
+    "have",
+    "has",
+    "had",
+    "not",
+    "but",
+    "its",
+    "it's",
+    "they",
+    "their",
+    "them",
+    "which",
+    "what",
+    "when",
+    "where",
+    "who",
+    "whom",
+    "how",
+    "why",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "must",
+    "been",
+    "being",
+    "into",
+    "onto",
+    "than",
+    "then",
+    "there",
+    "these",
+    "those",
+    "also",
+    "such",
+    "any",
+    "all",
+    "each",
+    "other",
+    "some",
+    "more",
+    "most",
+    "about",
+    "over",
+    "under",
+    "between",
+    "our",
+    "your",
+    "you",
+    "his",
+    "her",
+    "she",
+    "him",
+    "one",
+    "only",
+    "very",
+    "does",
+    "did",
+    "doing",
+    "done",
+    "source",
+    "sources",
+    "document",
+    "documents",
+    "according",
 ];
 
 fn stem(w: &str) -> String {
@@ -308,7 +380,10 @@ mod tests {
         assert_eq!(a.citations.len(), 1);
         assert_eq!(a.citations[0].page, Some(2));
         let (s0, e0) = a.citations[0].span;
-        assert_eq!(&a.citations[0].passage[s0..e0], "The capital of Zorblax is Quintavelle.");
+        assert_eq!(
+            &a.citations[0].passage[s0..e0],
+            "The capital of Zorblax is Quintavelle."
+        );
     }
 
     #[test]
@@ -326,7 +401,11 @@ mod tests {
     #[test]
     fn unsupported_sentence_is_flagged() {
         let s = vec![src(1, 1, "Zorblax exports copper and tin.")];
-        let a = check("Bananas grow on Mars in winter [1]. Zorblax exports copper [1].", &s, CheckConfig::default());
+        let a = check(
+            "Bananas grow on Mars in winter [1]. Zorblax exports copper [1].",
+            &s,
+            CheckConfig::default(),
+        );
         assert_eq!(a.sentences.len(), 2);
         assert!(!a.sentences[0].supported);
         assert_eq!(a.sentences[0].dropped, vec![1]);

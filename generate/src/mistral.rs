@@ -64,7 +64,11 @@ impl MistralChat {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
-        info!(model = file, elapsed_ms = started.elapsed().as_millis() as u64, "chat model loaded");
+        info!(
+            model = file,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "chat model loaded"
+        );
         Ok(Self {
             model,
             name: file.trim_end_matches(".gguf").to_owned(),

@@ -81,10 +81,7 @@ pub fn chunk_blocks(blocks: &[Block], cfg: ChunkConfig, counter: &dyn TokenCount
     let mut i = 0;
     while i < blocks.len() {
         let mut j = i + 1;
-        while j < blocks.len()
-            && blocks[j].page == blocks[i].page
-            && blocks[j].heading_path == blocks[i].heading_path
-        {
+        while j < blocks.len() && blocks[j].page == blocks[i].page && blocks[j].heading_path == blocks[i].heading_path {
             j += 1;
         }
         // Treat the group as one text: the blocks as joined in the document.
@@ -93,15 +90,7 @@ pub fn chunk_blocks(blocks: &[Block], cfg: ChunkConfig, counter: &dyn TokenCount
             .map(|b| b.text.as_str())
             .collect::<Vec<_>>()
             .join(BLOCK_SEPARATOR);
-        pack(
-            &group_text,
-            starts[i],
-            &blocks[i],
-            max,
-            overlap,
-            counter,
-            &mut out,
-        );
+        pack(&group_text, starts[i], &blocks[i], max, overlap, counter, &mut out);
         i = j;
     }
     out
@@ -183,7 +172,11 @@ struct CharCursor<'a> {
 
 impl<'a> CharCursor<'a> {
     fn new(text: &'a str) -> Self {
-        Self { text, byte: 0, chars: 0 }
+        Self {
+            text,
+            byte: 0,
+            chars: 0,
+        }
     }
 
     fn chars_at(&mut self, byte: usize) -> usize {
@@ -207,7 +200,11 @@ fn split_pieces(text: &str, max: usize, counter: &dyn TokenCounter) -> Vec<Piece
             continue;
         }
         if tokens <= max {
-            out.push(Piece { start: s, end: e, tokens });
+            out.push(Piece {
+                start: s,
+                end: e,
+                tokens,
+            });
             continue;
         }
         // Too long: pack words.
@@ -218,13 +215,21 @@ fn split_pieces(text: &str, max: usize, counter: &dyn TokenCounter) -> Vec<Piece
             let wt = counter.count(&text[wstart..wend]);
             if wt > max {
                 if acc_tokens > 0 {
-                    out.push(Piece { start: acc_start, end: wstart, tokens: acc_tokens });
+                    out.push(Piece {
+                        start: acc_start,
+                        end: wstart,
+                        tokens: acc_tokens,
+                    });
                 }
                 split_chars(text, wstart, wend, max, counter, &mut out);
                 acc_start = wend;
                 acc_tokens = 0;
             } else if acc_tokens + wt > max {
-                out.push(Piece { start: acc_start, end: wstart, tokens: acc_tokens });
+                out.push(Piece {
+                    start: acc_start,
+                    end: wstart,
+                    tokens: acc_tokens,
+                });
                 acc_start = wstart;
                 acc_tokens = wt;
             } else {
@@ -234,7 +239,11 @@ fn split_pieces(text: &str, max: usize, counter: &dyn TokenCounter) -> Vec<Piece
         }
         let _ = ws;
         if acc_tokens > 0 {
-            out.push(Piece { start: acc_start, end: e, tokens: acc_tokens });
+            out.push(Piece {
+                start: acc_start,
+                end: e,
+                tokens: acc_tokens,
+            });
         }
     }
     out
@@ -365,7 +374,9 @@ mod tests {
         // Consecutive chunks of one position overlap by at most the overlap budget.
         for w in chunks.windows(2) {
             if w[0].page == w[1].page && w[0].heading_path == w[1].heading_path && w[1].char_start < w[0].char_end {
-                let shared: String = doc_chars[w[1].char_start..w[0].char_end.min(w[1].char_end)].iter().collect();
+                let shared: String = doc_chars[w[1].char_start..w[0].char_end.min(w[1].char_end)]
+                    .iter()
+                    .collect();
                 assert!(WordCounter.count(&shared) <= cfg.overlap_tokens.min(cfg.max_tokens / 2) + 1);
             }
         }
@@ -378,7 +389,13 @@ mod tests {
             block("Page one text. More on page one.", Some(1), &[]),
             block("Page two has the answer. It is forty-two.", Some(2), &[]),
         ];
-        let chunks = check_invariants(&blocks, ChunkConfig { max_tokens: 50, overlap_tokens: 5 });
+        let chunks = check_invariants(
+            &blocks,
+            ChunkConfig {
+                max_tokens: 50,
+                overlap_tokens: 5,
+            },
+        );
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].page, Some(1));
         assert_eq!(chunks[1].page, Some(2));
@@ -393,7 +410,13 @@ mod tests {
     fn long_text_is_split_with_overlap() {
         let text: String = (0..300).map(|i| format!("Sentence number {i} is here. ")).collect();
         let blocks = vec![block(&text, Some(3), &["H"])];
-        let chunks = check_invariants(&blocks, ChunkConfig { max_tokens: 40, overlap_tokens: 10 });
+        let chunks = check_invariants(
+            &blocks,
+            ChunkConfig {
+                max_tokens: 40,
+                overlap_tokens: 10,
+            },
+        );
         assert!(chunks.len() > 10);
         assert!(chunks.iter().all(|c| c.page == Some(3)));
         // Overlap exists: each chunk starts before the previous one ends.
@@ -403,7 +426,13 @@ mod tests {
     #[test]
     fn giant_word_is_split_by_chars() {
         let text = format!("start {} end", "x".repeat(1000));
-        let chunks = check_invariants(&[block(&text, None, &[])], ChunkConfig { max_tokens: 16, overlap_tokens: 0 });
+        let chunks = check_invariants(
+            &[block(&text, None, &[])],
+            ChunkConfig {
+                max_tokens: 16,
+                overlap_tokens: 0,
+            },
+        );
         assert!(chunks.len() >= 1000 / 64);
     }
 

@@ -52,9 +52,9 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<SourceKind> {
     }
     if looks_binary(bytes) {
         return Err(match by_ext {
-            Some(SourceKind::Pdf) => IngestError::TypeMismatch(format!(
-                "{file_name:?} is named .pdf but has no PDF header"
-            )),
+            Some(SourceKind::Pdf) => {
+                IngestError::TypeMismatch(format!("{file_name:?} is named .pdf but has no PDF header"))
+            }
             Some(_) => IngestError::TypeMismatch(format!("{file_name:?} is named .{ext} but holds binary data")),
             None => IngestError::UnsupportedType(format!("{file_name:?} (binary content)")),
         });
@@ -258,10 +258,15 @@ pub mod markdown {
 
         #[test]
         fn headings_form_paths() {
-            let e = extract_markdown("# Guide\nintro\n## Setup\nstep one\n### Linux\napt\n## Usage\nrun it\n```\n# not a heading\n```\n");
+            let e = extract_markdown(
+                "# Guide\nintro\n## Setup\nstep one\n### Linux\napt\n## Usage\nrun it\n```\n# not a heading\n```\n",
+            );
             assert_eq!(e.title.as_deref(), Some("Guide"));
             let paths: Vec<_> = e.blocks.iter().map(|b| b.heading_path.join(" > ")).collect();
-            assert_eq!(paths, vec!["Guide", "Guide > Setup", "Guide > Setup > Linux", "Guide > Usage"]);
+            assert_eq!(
+                paths,
+                vec!["Guide", "Guide > Setup", "Guide > Setup > Linux", "Guide > Usage"]
+            );
             assert!(e.blocks[3].text.contains("# not a heading"));
         }
     }

@@ -259,7 +259,8 @@ impl Ingestor {
             .get_document(doc_id)
             .await?
             .ok_or_else(|| IngestError::Interrupted(format!("document {doc_id} no longer exists")))?;
-        self.stage(job_id, doc_id, DocStatus::Extracting, 0.05, progress).await?;
+        self.stage(job_id, doc_id, DocStatus::Extracting, 0.05, progress)
+            .await?;
         let bytes = Arc::new(std::fs::read(self.blob_path(&doc.content_hash))?);
         let kind = doc.kind;
         let counter = Arc::clone(&self.counter);
@@ -337,7 +338,8 @@ impl Ingestor {
         // The truth first: each document's chunks in one transaction.
         let mut indexed = Vec::with_capacity(texts.len());
         for (_, p) in prepared {
-            self.stage(p.job_id, p.doc.id, DocStatus::Indexing, 0.85, progress).await?;
+            self.stage(p.job_id, p.doc.id, DocStatus::Indexing, 0.85, progress)
+                .await?;
             self.store.set_title(p.doc.id, &p.doc.title).await?;
             self.store.put_chunks(&p.doc, p.pages, &p.chunks).await?;
             indexed.extend(p.chunks.iter().map(|c| IndexedChunk {
@@ -372,7 +374,12 @@ impl Ingestor {
             self.store.update_job(p.job_id, DocStatus::Ready, 1.0, None).await?;
             progress.update(p.doc.id, DocStatus::Ready, 1.0);
             info!(doc_id = %p.doc.id, chunks = p.chunks.len(), pages = ?p.pages, "document ready");
-            out.push(self.store.get_document(p.doc.id).await?.unwrap_or_else(|| p.doc.clone()));
+            out.push(
+                self.store
+                    .get_document(p.doc.id)
+                    .await?
+                    .unwrap_or_else(|| p.doc.clone()),
+            );
         }
         Ok(out)
     }
@@ -430,10 +437,7 @@ impl Ingestor {
 }
 
 fn title_from_name(name: &str) -> String {
-    let base = Path::new(name)
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or(name);
+    let base = Path::new(name).file_name().and_then(|s| s.to_str()).unwrap_or(name);
     base.to_owned()
 }
 
@@ -475,9 +479,7 @@ impl IngestQueue {
 
     /// Enqueues without waiting; a full queue is an error the caller maps to 503.
     pub fn try_enqueue(&self, job_id: Uuid, doc_id: Uuid) -> Result<()> {
-        self.tx
-            .try_send((job_id, doc_id))
-            .map_err(|_| IngestError::QueueFull)
+        self.tx.try_send((job_id, doc_id)).map_err(|_| IngestError::QueueFull)
     }
 
     /// Enqueues, waiting for room.

@@ -61,7 +61,13 @@ mod tests {
         assert_eq!(f[0].chunk_id, Uuid::from_u128(2));
         let expect_b = 1.0 / 62.0 + 1.0 / 61.0;
         assert!((f[0].score - expect_b).abs() < 1e-7);
-        assert_eq!(f[0].legs, Legs { bm25_rank: Some(2), dense_rank: Some(1) });
+        assert_eq!(
+            f[0].legs,
+            Legs {
+                bm25_rank: Some(2),
+                dense_rank: Some(1)
+            }
+        );
         // a (1/61) and c (1/62): a first.
         assert_eq!(f[1].chunk_id, Uuid::from_u128(1));
         assert_eq!(f[1].legs.dense_rank, None);

@@ -1,12 +1,12 @@
 //! docent-retrieve: the derived indexes and hybrid retrieval.
 //!
-//! - [`embed`]: fastembed (ONNX Runtime, loaded from a local library file)
+//! - [`embed`] — fastembed (ONNX Runtime, loaded from a local library file)
 //!   as the [`docent_core::Embedder`], and its tokenizer as the chunker's
 //!   [`docent_core::TokenCounter`].
-//! - [`keyword`]: tantivy BM25 with an English analyzer.
-//! - [`vector`]: qdrant-edge, in-process, on disk.
-//! - [`fusion`]: reciprocal rank fusion.
-//! - [`search`]: the hybrid searcher: both legs under one access filter,
+//! - [`keyword`] — tantivy BM25 with an English analyzer.
+//! - [`vector`] — qdrant-edge, in-process, on disk.
+//! - [`fusion`] — reciprocal rank fusion.
+//! - [`search`] — the hybrid searcher: both legs under one access filter,
 //!   fused, hydrated from SQL (ready documents only).
 
 pub mod embed;

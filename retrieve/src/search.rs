@@ -108,7 +108,10 @@ impl Searcher {
     pub async fn search(&self, query: &str, filter: &AccessFilter, k: usize, mode: Mode) -> Result<SearchOutcome> {
         let mut timings = Timings::default();
         if filter.denies_everything() || query.trim().is_empty() || k == 0 {
-            return Ok(SearchOutcome { hits: Vec::new(), timings });
+            return Ok(SearchOutcome {
+                hits: Vec::new(),
+                timings,
+            });
         }
         let n = self.cfg.candidates.max(k);
         let (bm25, dense) = {

@@ -76,7 +76,10 @@ impl EdgeVectorIndex {
         };
         let config = EdgeConfig::builder()
             .on_disk_payload(true)
-            .vector(DEFAULT_VECTOR_NAME, EdgeVectorParams::builder(dim, Distance::Cosine).build())
+            .vector(
+                DEFAULT_VECTOR_NAME,
+                EdgeVectorParams::builder(dim, Distance::Cosine).build(),
+            )
             .hnsw_config(hnsw_cfg)
             .build();
         let shard = EdgeShard::load(dir, Some(config)).map_err(err)?;
@@ -173,7 +176,9 @@ impl VectorIndex for EdgeVectorIndex {
         )));
         let _g = self.write.lock();
         self.shard
-            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)))
+            .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(
+                filter,
+            )))
             .map_err(err)
     }
 

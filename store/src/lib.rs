@@ -70,8 +70,7 @@ fn opt_u32(v: Option<i64>) -> Option<u32> {
 }
 
 const DOC_COLUMNS: &str = "id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at";
-const CHUNK_COLUMNS: &str =
-    "id, doc_id, ordinal, text, page, heading_path, char_start, char_end, token_count";
+const CHUNK_COLUMNS: &str = "id, doc_id, ordinal, text, page, heading_path, char_start, char_end, token_count";
 
 fn doc_from_row(row: &AnyRow) -> Result<Document> {
     let kind: String = row.try_get("kind")?;
@@ -86,8 +85,7 @@ fn doc_from_row(row: &AnyRow) -> Result<Document> {
         size_bytes: u64::try_from(row.try_get::<i64, _>("size_bytes")?).unwrap_or(0),
         pages: opt_u32(row.try_get("pages")?),
         access: parse_list("documents", &row.try_get::<String, _>("access")?)?,
-        status: DocStatus::parse(&status)
-            .ok_or_else(|| corrupt("documents", format!("status {status:?}")))?,
+        status: DocStatus::parse(&status).ok_or_else(|| corrupt("documents", format!("status {status:?}")))?,
         error: row.try_get("error")?,
         chunk_count: u32::try_from(row.try_get::<i64, _>("chunk_count")?).unwrap_or(0),
         created_at: row.try_get("created_at")?,
@@ -242,9 +240,11 @@ impl Store {
     /// labels intersect `groups`. Filtering happens in the application after a
     /// bounded SQL scan of the collection; labels are JSON in SQL.
     pub async fn list_documents(&self, groups: &[String], collections: &[String]) -> Result<Vec<Document>> {
-        let rows = sqlx::query(&format!("SELECT {DOC_COLUMNS} FROM documents ORDER BY created_at DESC, id"))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM documents ORDER BY created_at DESC, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::new();
         for row in &rows {
             let d = doc_from_row(row)?;
@@ -296,13 +296,15 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE documents SET status = 'indexing', chunk_count = $1, pages = $2, updated_at = $3 WHERE id = $4")
-            .bind(i64::try_from(chunks.len()).unwrap_or(i64::MAX))
-            .bind(pages.map(i64::from))
-            .bind(docent_core::now_rfc3339())
-            .bind(doc.id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE documents SET status = 'indexing', chunk_count = $1, pages = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(i64::try_from(chunks.len()).unwrap_or(i64::MAX))
+        .bind(pages.map(i64::from))
+        .bind(docent_core::now_rfc3339())
+        .bind(doc.id.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -339,10 +341,12 @@ impl Store {
     // ---- chunks ----------------------------------------------------------
 
     pub async fn chunks_of(&self, doc_id: Uuid) -> Result<Vec<Chunk>> {
-        let rows = sqlx::query(&format!("SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id = $1 ORDER BY ordinal"))
-            .bind(doc_id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE doc_id = $1 ORDER BY ordinal"
+        ))
+        .bind(doc_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(chunk_from_row).collect()
     }
 
@@ -387,9 +391,10 @@ impl Store {
 
     /// Chunk ids of ready documents, for consistency checks.
     pub async fn ready_chunk_ids(&self) -> Result<Vec<Uuid>> {
-        let rows = sqlx::query("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.status = 'ready'")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.status = 'ready'")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| parse_uuid("chunks", &r.try_get::<String, _>("id")?))
             .collect()
@@ -446,10 +451,11 @@ impl Store {
     }
 
     pub async fn get_job(&self, id: Uuid) -> Result<Option<Job>> {
-        let row = sqlx::query("SELECT id, doc_id, status, progress, error, created_at, updated_at FROM jobs WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT id, doc_id, status, progress, error, created_at, updated_at FROM jobs WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         row.as_ref().map(job_from_row).transpose()
     }
 }
@@ -466,10 +472,12 @@ impl Store {
 
     /// Any document (in any collection, any status) with these bytes.
     pub async fn find_any_by_hash(&self, hash: &str) -> Result<Option<Document>> {
-        let row = sqlx::query(&format!("SELECT {DOC_COLUMNS} FROM documents WHERE content_hash = $1 LIMIT 1"))
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM documents WHERE content_hash = $1 LIMIT 1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(doc_from_row).transpose()
     }
 

@@ -49,7 +49,10 @@ async fn suite(store: Store) {
     assert!(store.get_document(Uuid::now_v7()).await.expect("get").is_none());
 
     // Hash lookup is per collection and ignores failed documents.
-    assert_eq!(store.find_by_hash("c1", "h1").await.expect("find").map(|x| x.id), Some(d.id));
+    assert_eq!(
+        store.find_by_hash("c1", "h1").await.expect("find").map(|x| x.id),
+        Some(d.id)
+    );
     assert!(store.find_by_hash("c2", "h1").await.expect("find").is_none());
 
     // Jobs.
@@ -64,11 +67,17 @@ async fn suite(store: Store) {
         updated_at: now,
     };
     store.insert_job(&job).await.expect("job");
-    store.update_job(job.id, DocStatus::Embedding, 0.5, None).await.expect("update");
+    store
+        .update_job(job.id, DocStatus::Embedding, 0.5, None)
+        .await
+        .expect("update");
     let j = store.get_job(job.id).await.expect("get job").expect("job exists");
     assert_eq!(j.status, DocStatus::Embedding);
     assert!((j.progress - 0.5).abs() < 1e-6);
-    assert_eq!(store.latest_job(d.id).await.expect("latest").map(|j| j.id), Some(job.id));
+    assert_eq!(
+        store.latest_job(d.id).await.expect("latest").map(|j| j.id),
+        Some(job.id)
+    );
 
     // Chunks are written atomically and hidden until the document is ready.
     let chunks = vec![chunk(d.id, 0, Some(1)), chunk(d.id, 1, Some(2))];
@@ -105,11 +114,18 @@ async fn suite(store: Store) {
     assert_eq!(listed.iter().map(|x| x.id).collect::<Vec<_>>(), vec![d.id]);
     let hr = vec!["hr".to_owned(), "everyone".to_owned()];
     assert_eq!(store.list_documents(&hr, &[]).await.expect("list").len(), 2);
-    assert!(store.list_documents(&hr, &["c9".to_owned()]).await.expect("list").is_empty());
+    assert!(store
+        .list_documents(&hr, &["c9".to_owned()])
+        .await
+        .expect("list")
+        .is_empty());
     assert!(store.list_documents(&[], &[]).await.expect("list").is_empty());
 
     // Failed documents do not count as duplicates.
-    store.set_status(secret.id, DocStatus::Failed, Some("malformed: x")).await.expect("fail");
+    store
+        .set_status(secret.id, DocStatus::Failed, Some("malformed: x"))
+        .await
+        .expect("fail");
     assert!(store.find_by_hash("c1", "h2").await.expect("find").is_none());
     assert!(store.find_any_by_hash("h2").await.expect("find").is_some());
 

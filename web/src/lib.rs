@@ -20,7 +20,11 @@ use std::net::TcpListener;
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     let max_json = state.cfg.max_json_bytes;
     cfg.app_data(state)
-        .app_data(web::JsonConfig::default().limit(max_json).error_handler(error::json_error))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(max_json)
+                .error_handler(error::json_error),
+        )
         .app_data(web::PathConfig::default().error_handler(error::path_error))
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .route("/healthz", web::get().to(routes::health::healthz))

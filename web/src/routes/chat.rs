@@ -86,9 +86,7 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::io::Error>(b), rx))
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
     });
     Ok(HttpResponse::Ok()
         .insert_header(("Content-Type", "text/event-stream"))
