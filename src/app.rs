@@ -125,6 +125,40 @@ impl Components {
         }
     }
 
+    /// Rebuilds both derived indexes from SQL (re-embedding every chunk).
+    /// Returns the number of chunks indexed.
+    pub async fn reindex(&self, progress: &(dyn Fn(usize, usize) + Sync)) -> anyhow::Result<usize> {
+        let rows = self.store.ready_chunks_with_access().await?;
+        self.vectors.clear()?;
+        self.keywords.clear()?;
+        let total = rows.len();
+        let mut done = 0;
+        for batch in rows.chunks(256) {
+            let indexed: Vec<docent_core::IndexedChunk> = batch
+                .iter()
+                .map(|r| docent_core::IndexedChunk {
+                    chunk_id: r.chunk.id,
+                    doc_id: r.chunk.doc_id,
+                    collection: r.collection.clone(),
+                    access: r.access.clone(),
+                    title: r.title.clone(),
+                    heading: r.chunk.heading_path.join(" > "),
+                    text: r.chunk.text.clone(),
+                })
+                .collect();
+            let texts: Vec<String> = indexed.iter().map(|c| c.text.clone()).collect();
+            let embedder = Arc::clone(&self.embedder);
+            let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts)).await??;
+            self.vectors.upsert(&indexed, &vectors)?;
+            self.keywords.upsert(&indexed)?;
+            done += batch.len();
+            progress(done, total);
+        }
+        self.vectors.flush()?;
+        self.vectors.optimize()?;
+        Ok(done)
+    }
+
     /// Compares SQL (ready chunks) with both derived indexes.
     pub fn consistency(&self, sql_ids: &[uuid::Uuid]) -> anyhow::Result<Consistency> {
         use std::collections::HashSet;

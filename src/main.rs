@@ -67,6 +67,8 @@ enum Cmd {
     },
     /// Check that SQL, the vector index and the keyword index agree.
     Check,
+    /// Rebuild the vector and keyword indexes from SQL.
+    Reindex,
     /// Evaluate retrieval on a BEIR-format dataset.
     Eval {
         #[command(subcommand)]
@@ -142,6 +144,21 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
         } => search(cfg, &query, k, mode, collection, json).await,
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
         Cmd::Check => check(cfg).await,
+        Cmd::Reindex => {
+            let c = Components::build(&cfg).await?;
+            let bar = indicatif::ProgressBar::new(0);
+            let n = c
+                .reindex(&|done, total| {
+                    bar.set_length(total as u64);
+                    bar.set_position(done as u64);
+                })
+                .await?;
+            bar.finish_and_clear();
+            println!("reindexed {n} chunks");
+            // Release the index directories before `check` opens them again.
+            drop(c);
+            check(cfg).await
+        }
         Cmd::Eval {
             what:
                 EvalCmd::Retrieval {

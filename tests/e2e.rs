@@ -297,4 +297,19 @@ async fn upload_ask_cite_delete_restart() {
     assert_eq!(report["sql"], report["vectors"]);
     assert_eq!(report["sql"], report["keywords"]);
     assert!(report["sql"].as_u64().is_some_and(|n| n >= 2));
+
+    // Rebuilding both indexes from SQL gives the same ids back.
+    let out = common::docent(data.path(), &["reindex"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "reindex failed: {stdout}");
+    assert!(
+        stdout.contains(&format!("reindexed {} chunks", report["sql"])),
+        "{stdout}"
+    );
+    let server = Server::start(data.path(), &[]).await;
+    let hits = search(&server, "quibblewort", "bm25").await;
+    assert_eq!(
+        hits.first().map(|h| h["document_id"].clone()),
+        Some(Value::from(md_id.as_str()))
+    );
 }

@@ -99,6 +99,8 @@ pub struct Document {
     pub status: DocStatus,
     pub error: Option<String>,
     pub chunk_count: u32,
+    /// The earlier version this one replaces when it becomes ready.
+    pub supersedes: Option<Uuid>,
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,

@@ -32,6 +32,8 @@ pub trait VectorIndex: Send + Sync {
     fn count(&self) -> BackendResult<u64>;
     /// All chunk ids held, for consistency checks.
     fn chunk_ids(&self) -> BackendResult<Vec<Uuid>>;
+    /// Removes every point (for a rebuild from SQL).
+    fn clear(&self) -> BackendResult<()>;
     fn flush(&self) -> BackendResult<()>;
 }
 
@@ -42,6 +44,8 @@ pub trait KeywordIndex: Send + Sync {
     fn search(&self, query: &str, filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>>;
     fn count(&self) -> BackendResult<u64>;
     fn chunk_ids(&self) -> BackendResult<Vec<Uuid>>;
+    /// Removes every document (for a rebuild from SQL).
+    fn clear(&self) -> BackendResult<()>;
 }
 
 /// Receives generated text as it is produced. Returning `false` asks the

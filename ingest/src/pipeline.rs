@@ -142,6 +142,12 @@ impl Ingestor {
             info!(doc_id = %doc.id, "identical content already ingested");
             return Ok(Submitted::Duplicate { doc });
         }
+        // A new version of the same source replaces the live one when ready.
+        let supersedes = self
+            .store
+            .find_ready_by_source(&new.collection, &new.source)
+            .await?
+            .map(|d| d.id);
         write_atomic(&self.blob_path(&hash), &new.bytes)?;
         let now = now_rfc3339();
         let title = new
@@ -162,6 +168,7 @@ impl Ingestor {
             status: DocStatus::Queued,
             error: None,
             chunk_count: 0,
+            supersedes,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -367,10 +374,15 @@ impl Ingestor {
         .await
         .map_err(|e| IngestError::Interrupted(e.to_string()))??;
 
-        // Commit point: each version becomes visible.
+        // Commit point: each version becomes visible and the version it
+        // replaces disappears, in one transaction; then the old version's
+        // index entries go.
         let mut out = Vec::with_capacity(prepared.len());
         for (_, p) in prepared {
-            self.store.set_status(p.doc.id, DocStatus::Ready, None).await?;
+            for old in self.store.commit_ready(p.doc.id).await? {
+                info!(doc_id = %p.doc.id, removed = %old, "one version of the source replaces another");
+                self.remove_from_indexes(old).await?;
+            }
             self.store.update_job(p.job_id, DocStatus::Ready, 1.0, None).await?;
             progress.update(p.doc.id, DocStatus::Ready, 1.0);
             info!(doc_id = %p.doc.id, chunks = p.chunks.len(), pages = ?p.pages, "document ready");
@@ -392,6 +404,15 @@ impl Ingestor {
             return Ok(false);
         };
         self.store.delete_document(doc_id).await?;
+        self.remove_from_indexes(doc_id).await?;
+        // The blob may be shared by the same bytes in another collection.
+        if self.store.find_any_by_hash(&doc.content_hash).await?.is_none() {
+            let _ = std::fs::remove_file(self.blob_path(&doc.content_hash));
+        }
+        Ok(true)
+    }
+
+    async fn remove_from_indexes(&self, doc_id: Uuid) -> Result<()> {
         let vindex = Arc::clone(&self.vectors);
         let kindex = Arc::clone(&self.keywords);
         tokio::task::spawn_blocking(move || {
@@ -400,12 +421,7 @@ impl Ingestor {
             vindex.flush().map_err(IngestError::Index)
         })
         .await
-        .map_err(|e| IngestError::Interrupted(e.to_string()))??;
-        // The blob may be shared by the same bytes in another collection.
-        if self.store.find_any_by_hash(&doc.content_hash).await?.is_none() {
-            let _ = std::fs::remove_file(self.blob_path(&doc.content_hash));
-        }
-        Ok(true)
+        .map_err(|e| IngestError::Interrupted(e.to_string()))?
     }
 
     /// Jobs a previous process left unfinished, to be run again.

@@ -210,4 +210,10 @@ impl KeywordIndex for TantivyIndex {
     fn chunk_ids(&self) -> BackendResult<Vec<Uuid>> {
         self.ids_of(&AllQuery)
     }
+
+    fn clear(&self) -> BackendResult<()> {
+        let mut w = self.writer.lock();
+        w.delete_all_documents().map_err(err)?;
+        self.commit(&mut w)
+    }
 }

@@ -69,7 +69,7 @@ fn opt_u32(v: Option<i64>) -> Option<u32> {
     v.and_then(|x| u32::try_from(x).ok())
 }
 
-const DOC_COLUMNS: &str = "id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at";
+const DOC_COLUMNS: &str = "id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, supersedes, created_at, updated_at";
 const CHUNK_COLUMNS: &str = "id, doc_id, ordinal, text, page, heading_path, char_start, char_end, token_count";
 
 fn doc_from_row(row: &AnyRow) -> Result<Document> {
@@ -88,6 +88,10 @@ fn doc_from_row(row: &AnyRow) -> Result<Document> {
         status: DocStatus::parse(&status).ok_or_else(|| corrupt("documents", format!("status {status:?}")))?,
         error: row.try_get("error")?,
         chunk_count: u32::try_from(row.try_get::<i64, _>("chunk_count")?).unwrap_or(0),
+        supersedes: row
+            .try_get::<Option<String>, _>("supersedes")?
+            .map(|s| parse_uuid("documents", &s))
+            .transpose()?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -194,8 +198,8 @@ impl Store {
 
     pub async fn insert_document(&self, doc: &Document) -> Result<()> {
         sqlx::query(
-            "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at, supersedes)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(doc.id.to_string())
         .bind(&doc.collection)
@@ -211,9 +215,75 @@ impl Store {
         .bind(i64::from(doc.chunk_count))
         .bind(&doc.created_at)
         .bind(&doc.updated_at)
+        .bind(doc.supersedes.map(|u| u.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// The live (ready) document from this source in this collection: the
+    /// version a new upload of the same source replaces.
+    pub async fn find_ready_by_source(&self, collection: &str, source: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM documents WHERE collection = $1 AND source = $2 AND status = 'ready' ORDER BY created_at DESC LIMIT 1"
+        ))
+        .bind(collection)
+        .bind(source)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(doc_from_row).transpose()
+    }
+
+    /// The commit point of an ingest: the document becomes `ready` and, in
+    /// the same transaction, every other ready version of the same source in
+    /// the same collection that is older (ids are UUIDv7, so they order by
+    /// creation) is removed. If a newer version is already ready, this one is
+    /// stale and is removed instead. Returns the removed document ids, whose
+    /// index entries the caller then deletes.
+    pub async fn commit_ready(&self, id: Uuid) -> Result<Vec<Uuid>> {
+        let mut tx = self.pool.begin().await?;
+        let me = id.to_string();
+        let row = sqlx::query("SELECT collection, source FROM documents WHERE id = $1")
+            .bind(&me)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        };
+        let collection: String = row.try_get("collection")?;
+        let source: String = row.try_get("source")?;
+        let others: Vec<String> = sqlx::query(
+            "SELECT id FROM documents WHERE collection = $1 AND source = $2 AND status = 'ready' AND id <> $3",
+        )
+        .bind(&collection)
+        .bind(&source)
+        .bind(&me)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>("id"))
+        .collect::<std::result::Result<_, _>>()?;
+        let stale = others.iter().any(|o| o.as_str() > me.as_str());
+        let remove: Vec<String> = if stale { vec![me.clone()] } else { others };
+        if !stale {
+            sqlx::query("UPDATE documents SET status = 'ready', error = NULL, updated_at = $1 WHERE id = $2")
+                .bind(docent_core::now_rfc3339())
+                .bind(&me)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for old in &remove {
+            for sql in [
+                "DELETE FROM chunks WHERE doc_id = $1",
+                "DELETE FROM jobs WHERE doc_id = $1",
+                "DELETE FROM documents WHERE id = $1",
+            ] {
+                sqlx::query(sql).bind(old.clone()).execute(&mut *tx).await?;
+            }
+        }
+        tx.commit().await?;
+        remove.iter().map(|o| parse_uuid("documents", o)).collect()
     }
 
     pub async fn get_document(&self, id: Uuid) -> Result<Option<Document>> {

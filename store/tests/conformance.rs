@@ -21,6 +21,7 @@ fn doc(collection: &str, hash: &str, access: &[&str]) -> Document {
         status: DocStatus::Queued,
         error: None,
         chunk_count: 0,
+        supersedes: None,
         created_at: now.clone(),
         updated_at: now,
     }
@@ -136,6 +137,46 @@ async fn suite(store: Store) {
     assert!(store.chunks_of(d.id).await.expect("chunks").is_empty());
     assert!(store.get_job(job.id).await.expect("job").is_none());
     store.ping().await.expect("ping");
+
+    // Versions: the newest ready version of a source wins, atomically.
+    let v1 = doc("c1", "v1", &["everyone"]);
+    store.insert_document(&v1).await.expect("v1");
+    assert!(store.commit_ready(v1.id).await.expect("commit v1").is_empty());
+    assert_eq!(
+        store
+            .find_ready_by_source("c1", "a.txt")
+            .await
+            .expect("by source")
+            .map(|d| d.id),
+        Some(v1.id)
+    );
+    let v2 = Document {
+        supersedes: Some(v1.id),
+        ..doc("c1", "v2", &["everyone"])
+    };
+    let v3 = Document {
+        supersedes: Some(v1.id),
+        ..doc("c1", "v3", &["everyone"])
+    };
+    store.insert_document(&v2).await.expect("v2");
+    store.insert_document(&v3).await.expect("v3");
+    assert_eq!(
+        store.get_document(v2.id).await.expect("get").and_then(|d| d.supersedes),
+        Some(v1.id)
+    );
+    // v3 finishes first and replaces v1; v2 finishing later is stale.
+    assert_eq!(store.commit_ready(v3.id).await.expect("commit v3"), vec![v1.id]);
+    assert_eq!(store.commit_ready(v2.id).await.expect("commit v2"), vec![v2.id]);
+    assert!(store.get_document(v1.id).await.expect("get").is_none());
+    assert!(store.get_document(v2.id).await.expect("get").is_none());
+    assert_eq!(
+        store
+            .find_ready_by_source("c1", "a.txt")
+            .await
+            .expect("by source")
+            .map(|d| d.id),
+        Some(v3.id)
+    );
 }
 
 #[tokio::test]

@@ -20,6 +20,8 @@ pub struct DocumentDto {
     pub status: &'static str,
     pub error: Option<String>,
     pub chunk_count: u32,
+    /// The version this one replaces once it is ready.
+    pub supersedes: Option<Uuid>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -39,6 +41,7 @@ impl From<Document> for DocumentDto {
             status: d.status.as_str(),
             error: d.error,
             chunk_count: d.chunk_count,
+            supersedes: d.supersedes,
             created_at: d.created_at,
             updated_at: d.updated_at,
         }
