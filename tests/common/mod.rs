@@ -24,7 +24,7 @@ fn command(data: &Path, extra_env: &[(&str, &str)]) -> Command {
     cmd.env("DOCENT__STORAGE__DATA_DIR", data)
         .env("DOCENT__MODELS__DIR", models_dir())
         .env("DOCENT__SERVER__MAX_UPLOAD_MB", "1")
-        .env("DOCENT_LOG", "info,mistralrs_core=warn,ort=warn")
+        .env("DOCENT_LOG", "info,mistralrs_core=error,qdrant_edge=error,ort=warn")
         .env_remove("DOCENT_CONFIG");
     for (k, v) in extra_env {
         cmd.env(k, v);
