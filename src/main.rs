@@ -107,8 +107,11 @@ fn main() -> anyhow::Result<()> {
 
 fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("DOCENT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,mistralrs_core=error,mistralrs_quant=warn,qdrant_edge=error,ort=warn,tantivy=warn,sqlx=warn"));
+    let filter = EnvFilter::try_from_env("DOCENT_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,mistralrs_core=error,mistralrs_quant=warn,qdrant_edge=error,ort=warn,tantivy=warn,sqlx=warn",
+        )
+    });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
