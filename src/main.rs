@@ -295,6 +295,10 @@ async fn ingest(
     access: Option<String>,
 ) -> anyhow::Result<()> {
     let c = Components::build(&cfg).await?;
+    let paths: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| std::fs::canonicalize(p).with_context(|| format!("{} does not exist", p.display())))
+        .collect::<anyhow::Result<_>>()?;
     let files = collect_files(&paths)?;
     let collection = collection.unwrap_or_else(|| cfg.access.default_collection.clone());
     let access: Vec<String> = access
@@ -351,8 +355,21 @@ async fn ingest(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    // Files that were ingested from these directories before and are gone now.
+    let mut removed = 0usize;
+    let dirs: Vec<&PathBuf> = paths.iter().filter(|p| p.is_dir()).collect();
+    if !dirs.is_empty() {
+        for d in c.store.documents_in_collection(&collection).await? {
+            let src = Path::new(&d.source);
+            if dirs.iter().any(|dir| src.starts_with(dir)) && !src.exists() {
+                c.ingestor.delete(d.id).await?;
+                removed += 1;
+            }
+        }
+    }
     println!("{:<10} {:>6}", "ingested", ready);
     println!("{:<10} {:>6}", "unchanged", dup);
+    println!("{:<10} {:>6}", "removed", removed);
     println!("{:<10} {:>6}", "failed", failed);
     for (f, code, msg) in &failures {
         println!("  {f}: [{code}] {msg}");

@@ -398,6 +398,18 @@ impl Store {
         Ok(res.rows_affected() > 0)
     }
 
+    /// Every document of a collection, whatever its labels (for
+    /// administrative sweeps such as removing files that disappeared).
+    pub async fn documents_in_collection(&self, collection: &str) -> Result<Vec<Document>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM documents WHERE collection = $1 ORDER BY source, id"
+        ))
+        .bind(collection)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(doc_from_row).collect()
+    }
+
     /// Documents that were mid-ingest when the process stopped.
     pub async fn unfinished_documents(&self) -> Result<Vec<Document>> {
         let rows = sqlx::query(&format!(
