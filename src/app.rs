@@ -89,7 +89,7 @@ impl Components {
             keywords.clone() as Arc<dyn KeywordIndex>,
             SearchConfig {
                 candidates: cfg.retrieval.candidates,
-                rrf_k: cfg.retrieval.rrf_k,
+                fusion: cfg.fusion(),
             },
         );
         Ok(Self {

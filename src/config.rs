@@ -69,7 +69,11 @@ pub struct Ingest {
 #[serde(default, deny_unknown_fields)]
 pub struct Retrieval {
     pub candidates: usize,
+    /// "rrf" or "convex".
+    pub fusion: String,
     pub rrf_k: f32,
+    /// Weight of the dense leg in convex fusion.
+    pub convex_alpha: f32,
     pub hnsw_m: usize,
     pub hnsw_ef_construct: usize,
     pub hnsw_ef: usize,
@@ -152,7 +156,9 @@ impl Default for Retrieval {
     fn default() -> Self {
         Self {
             candidates: 50,
+            fusion: "rrf".into(),
             rrf_k: 60.0,
+            convex_alpha: 0.5,
             hnsw_m: 16,
             hnsw_ef_construct: 100,
             hnsw_ef: 128,
@@ -225,6 +231,12 @@ impl Config {
         if self.retrieval.rrf_k <= 0.0 {
             return bad("retrieval.rrf_k must be positive");
         }
+        if !(0.0..=1.0).contains(&self.retrieval.convex_alpha) {
+            return bad("retrieval.convex_alpha must be between 0 and 1");
+        }
+        if !matches!(self.retrieval.fusion.as_str(), "rrf" | "convex") {
+            return bad("retrieval.fusion must be \"rrf\" or \"convex\"");
+        }
         if self.access.default_labels.is_empty() {
             return bad("access.default_labels must name at least one label");
         }
@@ -261,6 +273,18 @@ impl Config {
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.storage.data_dir.join("docent.db").display()))
+    }
+
+    pub fn fusion(&self) -> docent_retrieve::fusion::Fusion {
+        use docent_retrieve::fusion::Fusion;
+        match self.retrieval.fusion.as_str() {
+            "convex" => Fusion::Convex {
+                alpha: self.retrieval.convex_alpha,
+            },
+            _ => Fusion::Rrf {
+                k: self.retrieval.rrf_k,
+            },
+        }
     }
 
     pub fn compute_threads(&self) -> usize {

@@ -208,13 +208,23 @@ pub async fn evaluate(c: &Components, dir: &Path, collection: &str, show: bool) 
         groups: c.cfg.access.default_labels.clone(),
     });
     filter.collections = vec![collection.to_owned()];
+    use docent_retrieve::fusion::Fusion;
+    let rrf = Fusion::Rrf { k: 60.0 };
+    let runs: Vec<(String, Mode, Fusion)> = vec![
+        ("bm25".into(), Mode::Bm25, rrf),
+        ("dense".into(), Mode::Dense, rrf),
+        ("rrf-k60".into(), Mode::Hybrid, rrf),
+        ("convex-0.3".into(), Mode::Hybrid, Fusion::Convex { alpha: 0.3 }),
+        ("convex-0.5".into(), Mode::Hybrid, Fusion::Convex { alpha: 0.5 }),
+        ("convex-0.7".into(), Mode::Hybrid, Fusion::Convex { alpha: 0.7 }),
+    ];
     let mut modes = Vec::new();
-    for mode in [Mode::Bm25, Mode::Dense, Mode::Hybrid] {
+    for (label, mode, fusion) in runs {
         let mut lat = Vec::with_capacity(queries.len());
         let (mut ndcg, mut recall, mut mrr) = (0.0, 0.0, 0.0);
         for q in &queries {
             let t = Instant::now();
-            let out = c.searcher.search(&q.text, &filter, 100, mode).await?;
+            let out = c.searcher.search_with(&q.text, &filter, 100, mode, fusion).await?;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
             let mut seen = HashSet::new();
             let ranked: Vec<String> = out
@@ -231,7 +241,7 @@ pub async fn evaluate(c: &Components, dir: &Path, collection: &str, show: bool) 
         let n = queries.len() as f64;
         lat.sort_by(f64::total_cmp);
         modes.push(ModeResult {
-            mode: format!("{mode:?}").to_lowercase(),
+            mode: label,
             queries: queries.len(),
             ndcg_at_10: ndcg / n,
             recall_at_100: recall / n,

@@ -192,12 +192,12 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
                 println!(
-                    "{:<8} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}",
+                    "{:<11} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}",
                     "mode", "nDCG@10", "recall@100", "MRR@10", "p50 ms", "p95 ms", "p99 ms"
                 );
                 for m in &report.modes {
                     println!(
-                        "{:<8} {:>8.4} {:>10.4} {:>8.4} {:>8.1} {:>8.1} {:>8.1}",
+                        "{:<11} {:>8.4} {:>10.4} {:>8.4} {:>8.1} {:>8.1} {:>8.1}",
                         m.mode,
                         m.ndcg_at_10,
                         m.recall_at_100,

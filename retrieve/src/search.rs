@@ -7,7 +7,7 @@
 //! mean an index holds stale labels).
 
 use crate::error::{Result, RetrieveError};
-use crate::fusion::rrf;
+use crate::fusion::Fusion;
 use docent_core::{AccessFilter, Embedder, KeywordIndex, LegHit, SearchHit, VectorIndex};
 use docent_store::Store;
 use serde::{Deserialize, Serialize};
@@ -40,15 +40,15 @@ impl std::str::FromStr for Mode {
 pub struct SearchConfig {
     /// Candidates taken from each leg before fusion.
     pub candidates: usize,
-    /// RRF constant.
-    pub rrf_k: f32,
+    /// How the legs are fused in hybrid mode.
+    pub fusion: Fusion,
 }
 
 impl Default for SearchConfig {
     fn default() -> Self {
         Self {
             candidates: 50,
-            rrf_k: 60.0,
+            fusion: Fusion::Rrf { k: 60.0 },
         }
     }
 }
@@ -104,8 +104,20 @@ impl Searcher {
     }
 
     /// Runs the search; `k` results at most.
-    #[instrument(skip(self, query, filter), fields(mode = ?mode, k))]
     pub async fn search(&self, query: &str, filter: &AccessFilter, k: usize, mode: Mode) -> Result<SearchOutcome> {
+        self.search_with(query, filter, k, mode, self.cfg.fusion).await
+    }
+
+    /// [`Searcher::search`] with an explicit fusion (for evaluation).
+    #[instrument(skip(self, query, filter), fields(mode = ?mode, k))]
+    pub async fn search_with(
+        &self,
+        query: &str,
+        filter: &AccessFilter,
+        k: usize,
+        mode: Mode,
+        fusion: Fusion,
+    ) -> Result<SearchOutcome> {
         let mut timings = Timings::default();
         if filter.denies_everything() || query.trim().is_empty() || k == 0 {
             return Ok(SearchOutcome {
@@ -149,7 +161,7 @@ impl Searcher {
             })?
         };
         let s = Instant::now();
-        let fused = rrf(&bm25, &dense, self.cfg.rrf_k);
+        let fused = fusion.fuse(&bm25, &dense);
         timings.fuse_us = us(s);
 
         let s = Instant::now();

@@ -39,6 +39,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/", web::get().to(routes::assets::index))
         .route("/app.js", web::get().to(routes::assets::app_js))
         .route("/app.css", web::get().to(routes::assets::app_css))
+        .route("/favicon.ico", web::get().to(routes::assets::favicon))
         .default_service(web::to(routes::assets::not_found));
 }
 

@@ -32,6 +32,11 @@ pub async fn app_css() -> HttpResponse {
     asset(APP_CSS, "text/css; charset=utf-8")
 }
 
+/// No icon: answer 204 so browsers stop asking.
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound { what: "route" })
 }
