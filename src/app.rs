@@ -159,6 +159,68 @@ impl Components {
         Ok(done)
     }
 
+    /// Makes both indexes agree with SQL: removes entries that are not chunks
+    /// of ready documents (left by a crash between SQL and index writes,
+    /// since qdrant-edge does not replay its WAL) and indexes ready chunks
+    /// that are missing. Run at startup, before any job runs.
+    pub async fn repair(&self) -> anyhow::Result<Repair> {
+        use std::collections::HashSet;
+        let ready: HashSet<uuid::Uuid> = self.store.ready_chunk_ids().await?.into_iter().collect();
+        let vec_ids: HashSet<uuid::Uuid> = self.vectors.chunk_ids()?.into_iter().collect();
+        let kw_ids: HashSet<uuid::Uuid> = self.keywords.chunk_ids()?.into_iter().collect();
+        let vec_orphans: Vec<_> = vec_ids.difference(&ready).copied().collect();
+        let kw_orphans: Vec<_> = kw_ids.difference(&ready).copied().collect();
+        if !vec_orphans.is_empty() {
+            self.vectors.delete_chunks(&vec_orphans)?;
+        }
+        if !kw_orphans.is_empty() {
+            self.keywords.delete_chunks(&kw_orphans)?;
+        }
+        let missing: HashSet<uuid::Uuid> = ready
+            .iter()
+            .filter(|id| !vec_ids.contains(id) || !kw_ids.contains(id))
+            .copied()
+            .collect();
+        if !missing.is_empty() {
+            let rows: Vec<_> = self
+                .store
+                .ready_chunks_with_access()
+                .await?
+                .into_iter()
+                .filter(|r| missing.contains(&r.chunk.id))
+                .collect();
+            for batch in rows.chunks(256) {
+                let indexed: Vec<docent_core::IndexedChunk> = batch
+                    .iter()
+                    .map(|r| docent_core::IndexedChunk {
+                        chunk_id: r.chunk.id,
+                        doc_id: r.chunk.doc_id,
+                        collection: r.collection.clone(),
+                        access: r.access.clone(),
+                        title: r.title.clone(),
+                        heading: r.chunk.heading_path.join(" > "),
+                        text: r.chunk.text.clone(),
+                    })
+                    .collect();
+                let texts: Vec<String> = indexed.iter().map(|c| c.text.clone()).collect();
+                let embedder = Arc::clone(&self.embedder);
+                let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts)).await??;
+                self.vectors.upsert(&indexed, &vectors)?;
+                self.keywords.upsert(&indexed)?;
+            }
+        }
+        self.vectors.flush()?;
+        let report = Repair {
+            removed_vectors: vec_orphans.len(),
+            removed_keywords: kw_orphans.len(),
+            reindexed: missing.len(),
+        };
+        if report.removed_vectors + report.removed_keywords + report.reindexed > 0 {
+            tracing::warn!(?report, "indexes repaired from SQL");
+        }
+        Ok(report)
+    }
+
     /// Compares SQL (ready chunks) with both derived indexes.
     pub fn consistency(&self, sql_ids: &[uuid::Uuid]) -> anyhow::Result<Consistency> {
         use std::collections::HashSet;
@@ -175,6 +237,13 @@ impl Components {
             orphans_in_keywords: kw.difference(&sql).count(),
         })
     }
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Repair {
+    pub removed_vectors: usize,
+    pub removed_keywords: usize,
+    pub reindexed: usize,
 }
 
 #[derive(Debug, serde::Serialize)]

@@ -66,7 +66,11 @@ enum Cmd {
         collection: Option<String>,
     },
     /// Check that SQL, the vector index and the keyword index agree.
-    Check,
+    Check {
+        /// Fix disagreements from SQL (remove orphans, index missing chunks).
+        #[arg(long)]
+        repair: bool,
+    },
     /// Rebuild the vector and keyword indexes from SQL.
     Reindex,
     /// Evaluate retrieval on a BEIR-format dataset.
@@ -146,7 +150,15 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             json,
         } => search(cfg, &query, k, mode, collection, json).await,
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
-        Cmd::Check => check(cfg).await,
+        Cmd::Check { repair } => {
+            if repair {
+                let c = Components::build(&cfg).await?;
+                let r = c.repair().await?;
+                println!("{}", serde_json::to_string(&r)?);
+                drop(c);
+            }
+            check(cfg).await
+        }
         Cmd::Reindex => {
             let c = Components::build(&cfg).await?;
             let bar = indicatif::ProgressBar::new(0);
@@ -216,6 +228,8 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let c = Components::build(&cfg).await?;
     let chat = c.chat_model().await?;
+    // A crash can leave index entries SQL does not know, or miss some.
+    c.repair().await.context("repairing the indexes from SQL")?;
     let queue = IngestQueue::start(Arc::clone(&c.ingestor), cfg.ingest.workers, cfg.ingest.queue_capacity);
     // Documents a previous process left mid-ingest are run again.
     for (job_id, doc_id) in c.ingestor.unfinished().await? {

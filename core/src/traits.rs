@@ -28,6 +28,7 @@ pub trait TokenCounter: Send + Sync {
 pub trait VectorIndex: Send + Sync {
     fn upsert(&self, chunks: &[IndexedChunk], vectors: &[Vec<f32>]) -> BackendResult<()>;
     fn delete_docs(&self, doc_ids: &[Uuid]) -> BackendResult<()>;
+    fn delete_chunks(&self, chunk_ids: &[Uuid]) -> BackendResult<()>;
     fn search(&self, vector: &[f32], filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>>;
     fn count(&self) -> BackendResult<u64>;
     /// All chunk ids held, for consistency checks.
@@ -41,6 +42,7 @@ pub trait VectorIndex: Send + Sync {
 pub trait KeywordIndex: Send + Sync {
     fn upsert(&self, chunks: &[IndexedChunk]) -> BackendResult<()>;
     fn delete_docs(&self, doc_ids: &[Uuid]) -> BackendResult<()>;
+    fn delete_chunks(&self, chunk_ids: &[Uuid]) -> BackendResult<()>;
     fn search(&self, query: &str, filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>>;
     fn count(&self) -> BackendResult<u64>;
     fn chunk_ids(&self) -> BackendResult<Vec<Uuid>>;

@@ -174,6 +174,14 @@ impl KeywordIndex for TantivyIndex {
         self.commit(&mut w)
     }
 
+    fn delete_chunks(&self, chunk_ids: &[Uuid]) -> BackendResult<()> {
+        let mut w = self.writer.lock();
+        for id in chunk_ids {
+            w.delete_term(Term::from_field_text(self.f.chunk_id, &id.to_string()));
+        }
+        self.commit(&mut w)
+    }
+
     fn search(&self, query: &str, filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>> {
         if filter.denies_everything() || query.trim().is_empty() || k == 0 {
             return Ok(Vec::new());

@@ -255,6 +255,19 @@ impl VectorIndex for EdgeVectorIndex {
         Ok(out)
     }
 
+    fn delete_chunks(&self, chunk_ids: &[Uuid]) -> BackendResult<()> {
+        let ids: Vec<PointId> = chunk_ids.iter().copied().map(to_point_id).collect();
+        let _g = self.write.lock();
+        for batch in ids.chunks(1000) {
+            self.shard
+                .update(UpdateOperation::PointOperation(PointOperations::DeletePoints {
+                    ids: batch.to_vec(),
+                }))
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+
     fn clear(&self) -> BackendResult<()> {
         let ids: Vec<PointId> = self.chunk_ids()?.into_iter().map(to_point_id).collect();
         let _g = self.write.lock();
