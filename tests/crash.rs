@@ -110,11 +110,7 @@ async fn kill_dash_nine_during_ingest_then_resume() {
         assert!(s == "ready" || s == "failed", "{id} stuck in {s}");
         let found = bm25_docs(&server, &format!("zq{r}x{i}word")).await;
         if s == "ready" {
-            assert_eq!(
-                found.iter().filter(|d| *d == id).count() > 0,
-                true,
-                "{id} ready but not found"
-            );
+            assert!(found.contains(id), "{id} ready but not found");
             assert!(
                 found.iter().all(|d| d == id),
                 "{id}: hits from other documents {found:?}"
