@@ -114,7 +114,35 @@ async fn upload_ask_cite_delete_restart() {
     assert_eq!(r.status(), 202);
     let up: Value = r.json().await.expect("json");
     let md_id = up["id"].as_str().expect("id").to_owned();
-    wait_ready(&server, up["job_id"].as_str().expect("job id")).await;
+    // Live job progress over SSE, ending in the terminal state.
+    let events = server
+        .client
+        .get(server.url(&format!("/v1/jobs/{}/events", up["job_id"].as_str().expect("job id"))))
+        .send()
+        .await
+        .expect("job events");
+    assert_eq!(events.status(), 200);
+    let events = common::read_sse(events).await;
+    let order = ["queued", "extracting", "embedding", "indexing", "ready"];
+    let seen: Vec<usize> = events
+        .iter()
+        .map(|(e, d)| {
+            assert_eq!(e, "progress");
+            order.iter().position(|s| d["status"] == *s).expect("known status")
+        })
+        .collect();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "stages went backwards: {events:?}"
+    );
+    assert_eq!(
+        events.last().map(|(_, d)| d["status"].clone()),
+        Some(Value::from("ready"))
+    );
+    assert_eq!(
+        events.last().map(|(_, d)| d["progress"].clone()),
+        Some(Value::from(1.0))
+    );
 
     // Identical bytes again: no new document.
     let r = upload(&server, "copy.pdf", pdf.clone(), "application/pdf").await;

@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/v1/documents/{id}", web::get().to(routes::documents::get))
         .route("/v1/documents/{id}", web::delete().to(routes::documents::delete))
         .route("/v1/jobs/{id}", web::get().to(routes::documents::job))
+        .route("/v1/jobs/{id}/events", web::get().to(routes::documents::job_events))
         .route("/v1/search", web::post().to(routes::search::search))
         .route("/v1/chat", web::post().to(routes::chat::chat))
         .route("/", web::get().to(routes::assets::index))

@@ -172,3 +172,46 @@ pub async fn job(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
         .map_err(|_| ApiError::NotFound { what: "job" })?;
     Ok(HttpResponse::Ok().json(JobDto::from(job)))
 }
+
+/// `GET /v1/jobs/{id}/events`: server-sent `progress` events (the job as in
+/// `GET /v1/jobs/{id}`) whenever its stage or progress changes, ending with
+/// the terminal state. Read from SQL, so any replica can serve it.
+pub async fn job_events(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&path)?;
+    let job = state
+        .store
+        .get_job(id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "job" })?;
+    visible_document(&state, job.doc_id)
+        .await
+        .map_err(|_| ApiError::NotFound { what: "job" })?;
+    let store = state.store.clone();
+    let stream = futures::stream::unfold(
+        (store, id, None::<(String, u32)>, false),
+        |(store, id, last, finished)| async move {
+            if finished {
+                return None;
+            }
+            loop {
+                let job = match store.get_job(id).await {
+                    Ok(Some(j)) => j,
+                    // The job (or its document) was deleted: end the stream.
+                    Ok(None) | Err(_) => return None,
+                };
+                let key = (job.status.as_str().to_owned(), (job.progress * 1000.0) as u32);
+                if last.as_ref() != Some(&key) {
+                    let done = job.status.is_terminal();
+                    let json = serde_json::to_string(&JobDto::from(job)).unwrap_or_else(|_| "{}".to_owned());
+                    let frame = web::Bytes::from(format!("event: progress\ndata: {json}\n\n"));
+                    return Some((Ok::<_, std::io::Error>(frame), (store, id, Some(key), done)));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header(("Content-Type", "text/event-stream"))
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(stream))
+}
