@@ -24,3 +24,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 echo "== tests"
 cargo test --workspace --all-targets -- --test-threads=2
+
+echo "== web chat in headless Chromium"
+scripts/ensure-chromium.sh
+(cd tests/ui && npm ci --silent --no-audit --no-fund)
+DOCENT_BIN="$CARGO_TARGET_DIR/debug/docent" node tests/ui/chat.mjs
