@@ -122,6 +122,7 @@ impl Components {
                 temperature: g.temperature,
             },
             check: CheckConfig::default(),
+            min_evidence: g.min_evidence,
         }
     }
 

@@ -92,6 +92,9 @@ pub struct Generation {
     pub prefix_cache_n: usize,
     /// Threads for model compute (RAYON_NUM_THREADS); 0 = all cores.
     pub threads: usize,
+    /// Abstain without calling the model when the best passage's cosine
+    /// similarity to the question is below this (see docs/results/abstention.md).
+    pub min_evidence: f32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -177,6 +180,7 @@ impl Default for Generation {
             max_num_seqs: 8,
             prefix_cache_n: 16,
             threads: 0,
+            min_evidence: 0.25,
         }
     }
 }

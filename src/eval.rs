@@ -300,3 +300,152 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), 0.0);
     }
 }
+
+/// SQuAD-format question answering data (COVID-QA).
+#[derive(Debug, Deserialize)]
+struct Squad {
+    data: Vec<SquadArticle>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SquadArticle {
+    paragraphs: Vec<SquadParagraph>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SquadParagraph {
+    context: String,
+    #[serde(default)]
+    qas: Vec<SquadQa>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SquadQa {
+    question: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AbstentionReport {
+    pub dataset: String,
+    pub articles_indexed: usize,
+    pub articles_held_out: usize,
+    pub answerable: usize,
+    pub unanswerable: usize,
+    /// The threshold that maximizes balanced accuracy on this data.
+    pub threshold: f32,
+    /// Share of answerable questions kept (answered) at the threshold.
+    pub answerable_kept: f64,
+    /// Share of unanswerable questions abstained on at the threshold.
+    pub unanswerable_abstained: f64,
+    /// (threshold, answerable kept, unanswerable abstained) over a grid.
+    pub curve: Vec<(f32, f64, f64)>,
+}
+
+/// Calibrates the abstention threshold: even-numbered articles are indexed,
+/// odd-numbered ones held out. Questions about indexed articles should be
+/// answered, questions about held-out ones abstained on. The evidence is the
+/// best dense similarity among the hybrid top 10, exactly as `answer` sees it.
+pub async fn abstention(
+    c: &Components,
+    file: &Path,
+    collection: &str,
+    max_questions: usize,
+) -> anyhow::Result<AbstentionReport> {
+    let squad: Squad =
+        serde_json::from_slice(&std::fs::read(file).with_context(|| format!("reading {}", file.display()))?)
+            .with_context(|| format!("parsing {}", file.display()))?;
+    let articles: Vec<&SquadParagraph> = squad.data.iter().filter_map(|a| a.paragraphs.first()).collect();
+    let existing = c
+        .store
+        .list_documents(&c.cfg.access.default_labels, &[collection.to_owned()])
+        .await?;
+    if existing.is_empty() {
+        let mut jobs = Vec::new();
+        for (i, a) in articles.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            let sub = c
+                .ingestor
+                .submit(NewDocument {
+                    bytes: a.context.clone().into_bytes(),
+                    file_name: format!("article-{i}.txt"),
+                    source: format!("squad:{i}"),
+                    collection: collection.to_owned(),
+                    access: c.cfg.access.default_labels.clone(),
+                    title: None,
+                })
+                .await?;
+            if let Submitted::Queued { doc, job } = sub {
+                jobs.push((job.id, doc.id));
+            }
+        }
+        let noop = |_: uuid::Uuid, _: docent_core::DocStatus, _: f32| {};
+        for r in c.ingestor.run_many(&jobs, &noop).await {
+            r?;
+        }
+    }
+    let mut filter = AccessFilter::for_principal(&docent_core::Principal {
+        user: "eval".into(),
+        groups: c.cfg.access.default_labels.clone(),
+    });
+    filter.collections = vec![collection.to_owned()];
+    // Interleave questions so both classes are sampled evenly when capped.
+    let mut answerable = Vec::new();
+    let mut unanswerable = Vec::new();
+    for (i, a) in articles.iter().enumerate() {
+        for qa in &a.qas {
+            if i % 2 == 0 {
+                answerable.push(qa.question.as_str());
+            } else {
+                unanswerable.push(qa.question.as_str());
+            }
+        }
+    }
+    let per_class = max_questions / 2;
+    let mut scores_ans = Vec::new();
+    for q in answerable
+        .iter()
+        .step_by((answerable.len() / per_class.max(1)).max(1))
+        .take(per_class)
+    {
+        let hits = c.searcher.search(q, &filter, 10, Mode::Hybrid).await?.hits;
+        scores_ans.push(docent_generate::answer::evidence(&hits));
+    }
+    let mut scores_un = Vec::new();
+    for q in unanswerable
+        .iter()
+        .step_by((unanswerable.len() / per_class.max(1)).max(1))
+        .take(per_class)
+    {
+        let hits = c.searcher.search(q, &filter, 10, Mode::Hybrid).await?.hits;
+        scores_un.push(docent_generate::answer::evidence(&hits));
+    }
+    let rate = |v: &[f32], t: f32, above: bool| -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.iter().filter(|s| (**s >= t) == above).count() as f64 / v.len() as f64
+    };
+    let mut curve = Vec::new();
+    let mut best = (0.0f32, -1.0f64);
+    for step in 0..=100 {
+        let t = step as f32 / 100.0;
+        let kept = rate(&scores_ans, t, true);
+        let abstained = rate(&scores_un, t, false);
+        if (kept + abstained) / 2.0 > best.1 {
+            best = (t, (kept + abstained) / 2.0);
+        }
+        if step % 5 == 0 {
+            curve.push((t, kept, abstained));
+        }
+    }
+    Ok(AbstentionReport {
+        dataset: file.display().to_string(),
+        articles_indexed: articles.len().div_ceil(2),
+        articles_held_out: articles.len() / 2,
+        answerable: scores_ans.len(),
+        unanswerable: scores_un.len(),
+        threshold: best.0,
+        answerable_kept: rate(&scores_ans, best.0, true),
+        unanswerable_abstained: rate(&scores_un, best.0, false),
+        curve,
+    })
+}

@@ -82,6 +82,16 @@ enum Cmd {
 
 #[derive(Subcommand, Debug)]
 enum EvalCmd {
+    /// Calibrate the abstention threshold on a SQuAD-format file: half the
+    /// articles indexed, half held out.
+    Abstention {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value = "squad-half")]
+        collection: String,
+        #[arg(long, default_value_t = 600)]
+        max_questions: usize,
+    },
     Retrieval {
         #[arg(long)]
         dataset: PathBuf,
@@ -173,6 +183,19 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             // Release the index directories before `check` opens them again.
             drop(c);
             check(cfg).await
+        }
+        Cmd::Eval {
+            what:
+                EvalCmd::Abstention {
+                    dataset,
+                    collection,
+                    max_questions,
+                },
+        } => {
+            let c = Components::build(&cfg).await?;
+            let r = docent::eval::abstention(&c, &dataset, &collection, max_questions).await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
         }
         Cmd::Eval {
             what:

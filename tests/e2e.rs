@@ -243,6 +243,27 @@ async fn upload_ask_cite_delete_restart() {
         .iter()
         .all(|c| c["page"] == 2 || c["document_id"] != pdf_id.as_str()));
 
+    // No evidence: the service says so and calls no model.
+    let resp = server
+        .client
+        .post(server.url("/v1/chat"))
+        .json(&serde_json::json!({"question": "What is the boiling point of tungsten in kelvin?"}))
+        .send()
+        .await
+        .expect("chat");
+    let events = common::read_sse(resp).await;
+    let cit = events.iter().find(|(e, _)| e == "citations").expect("citations event");
+    assert_eq!(cit.1["abstained"], true, "{events:?}");
+    assert_eq!(cit.1["citations"], serde_json::json!([]));
+    let done = events.iter().find(|(e, _)| e == "done").expect("done event");
+    assert_eq!(done.1["prompt_tokens"], 0, "a model was called: {events:?}");
+    let text: String = events
+        .iter()
+        .filter(|(e, _)| e == "token")
+        .filter_map(|(_, d)| d["text"].as_str())
+        .collect();
+    assert!(text.contains("do not cover"), "{text}");
+
     // Bad input: clear JSON errors with the right status.
     let r = upload(&server, "fake.pdf", b"just text".to_vec(), "application/pdf").await;
     assert_eq!(r.status(), 415);

@@ -144,10 +144,13 @@ pub struct LegHit {
 }
 
 /// Which retrieval legs found a fused hit, with its rank (1-based) in each.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Legs {
     pub bm25_rank: Option<u32>,
     pub dense_rank: Option<u32>,
+    /// Cosine similarity of the query to the chunk, when the dense leg found
+    /// it: the evidence measure abstention is calibrated on.
+    pub dense_score: Option<f32>,
 }
 
 /// A fused, hydrated search result.

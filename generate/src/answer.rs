@@ -17,6 +17,10 @@ pub struct AnswerConfig {
     pub max_source_chars: usize,
     pub params: GenParams,
     pub check: CheckConfig,
+    /// Abstain (no model call) when no retrieved passage has a dense cosine
+    /// similarity of at least this much to the question. Calibrated with
+    /// `docent eval abstention`.
+    pub min_evidence: f32,
 }
 
 impl Default for AnswerConfig {
@@ -29,8 +33,16 @@ impl Default for AnswerConfig {
                 temperature: 0.0,
             },
             check: CheckConfig::default(),
+            min_evidence: 0.0,
         }
     }
+}
+
+/// The strongest evidence among the hits (best dense cosine similarity).
+pub fn evidence(hits: &[SearchHit]) -> f32 {
+    hits.iter()
+        .filter_map(|h| h.legs.dense_score)
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// What the service says when the caller's documents hold no evidence.
@@ -69,7 +81,11 @@ pub async fn answer(
     cfg: &AnswerConfig,
     sink: &mut (dyn TokenSink + Send),
 ) -> BackendResult<Answer> {
-    let sources = sources_from_hits(hits, cfg.sources);
+    let sources = if evidence(hits) < cfg.min_evidence {
+        Vec::new()
+    } else {
+        sources_from_hits(hits, cfg.sources)
+    };
     if sources.is_empty() {
         sink.token(ABSTAIN_TEXT);
         return Ok(Answer {

@@ -37,6 +37,7 @@ pub fn rrf(bm25: &[LegHit], dense: &[LegHit], k: f32) -> Vec<Fused> {
         });
         e.score += 1.0 / (k + rank as f32);
         e.legs.dense_rank = Some(rank);
+        e.legs.dense_score = Some(h.score);
     }
     let mut out: Vec<Fused> = acc.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
@@ -93,6 +94,7 @@ pub fn convex(bm25: &[LegHit], dense: &[LegHit], alpha: f32) -> Vec<Fused> {
         });
         e.score += alpha * nd(h.score);
         e.legs.dense_rank = Some(i as u32 + 1);
+        e.legs.dense_score = Some(h.score);
     }
     let mut out: Vec<Fused> = acc.into_values().collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk_id.cmp(&b.chunk_id)));
@@ -121,7 +123,8 @@ mod tests {
             f[0].legs,
             Legs {
                 bm25_rank: Some(2),
-                dense_rank: Some(1)
+                dense_rank: Some(1),
+                dense_score: Some(0.0)
             }
         );
         // a (1/61) and c (1/62): a first.

@@ -105,6 +105,7 @@ pub struct HitDto {
     pub score: f32,
     pub bm25_rank: Option<u32>,
     pub dense_rank: Option<u32>,
+    pub dense_score: Option<f32>,
 }
 
 impl From<SearchHit> for HitDto {
@@ -119,6 +120,7 @@ impl From<SearchHit> for HitDto {
             score: h.score,
             bm25_rank: h.legs.bm25_rank,
             dense_rank: h.legs.dense_rank,
+            dense_score: h.legs.dense_score,
         }
     }
 }
