@@ -243,6 +243,71 @@ async fn upload_ask_cite_delete_restart() {
         .iter()
         .all(|c| c["page"] == 2 || c["document_id"] != pdf_id.as_str()));
 
+    // OpenAI-compatible surface: the same retrieval and checked citations.
+    let q = "How long is the quarantine period for Zorblax fever?";
+    let r: Value = server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "docent", "messages": [{"role": "user", "content": q}]}))
+        .send()
+        .await
+        .expect("completions")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["object"], "chat.completion");
+    let content = r["choices"][0]["message"]["content"].as_str().expect("content");
+    assert!(content.contains("[1]") || content.contains("[2]"), "{content}");
+    assert!(
+        r["citations"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["document_id"] == pdf_id.as_str() && c["page"] == 2)),
+        "{r}"
+    );
+    let resp = server
+        .client
+        .post(server.url("/v1/chat/completions"))
+        .json(&serde_json::json!({"model": "docent", "stream": true, "messages": [{"role": "user", "content": q}]}))
+        .send()
+        .await
+        .expect("stream");
+    let body = resp.text().await.expect("body");
+    let chunks: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+    assert_eq!(chunks.last(), Some(&"[DONE]"), "{body}");
+    let parsed: Vec<Value> = chunks[..chunks.len() - 1]
+        .iter()
+        .map(|c| serde_json::from_str(c).expect("chunk json"))
+        .collect();
+    assert!(parsed.len() > 2, "{body}");
+    assert!(parsed.iter().all(|c| c["object"] == "chat.completion.chunk"));
+    let last = parsed.last().expect("last chunk");
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert!(last["citations"].as_array().is_some_and(|c| !c.is_empty()), "{last}");
+    let models: Value = server
+        .client
+        .get(server.url("/v1/models"))
+        .send()
+        .await
+        .expect("models")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(models["object"], "list");
+    assert!(models["data"].as_array().is_some_and(|d| d.len() == 2));
+    let emb: Value = server
+        .client
+        .post(server.url("/v1/embeddings"))
+        .json(&serde_json::json!({"model": "x", "input": ["alpha", "beta"]}))
+        .send()
+        .await
+        .expect("embeddings")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(emb["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(emb["data"][1]["index"], 1);
+    assert_eq!(emb["data"][0]["embedding"].as_array().map(Vec::len), Some(384));
+
     // No evidence: the service says so and calls no model.
     let resp = server
         .client

@@ -64,6 +64,22 @@ impl CheckedAnswer {
     pub fn unsupported_count(&self) -> usize {
         self.sentences.iter().filter(|s| !s.supported).count()
     }
+
+    /// The answer as plain text with the checked `[n]` markers after each
+    /// sentence (what OpenAI-style clients display).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for s in &self.sentences {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push_str(s.text.trim());
+            for n in &s.citations {
+                out.push_str(&format!(" [{n}]"));
+            }
+        }
+        out
+    }
 }
 
 const STOP: &[&str] = &[
@@ -411,6 +427,17 @@ mod tests {
         assert_eq!(a.sentences[0].dropped, vec![1]);
         assert!(a.sentences[1].supported);
         assert_eq!(a.unsupported_count(), 1);
+    }
+
+    #[test]
+    fn render_puts_checked_markers_after_sentences() {
+        let s = vec![src(1, 1, "Zorblax exports copper and tin.")];
+        let a = check(
+            "Zorblax exports copper [1]. Bananas grow on Mars [1].",
+            &s,
+            CheckConfig::default(),
+        );
+        assert_eq!(a.render(), "Zorblax exports copper. [1] Bananas grow on Mars.");
     }
 
     #[test]

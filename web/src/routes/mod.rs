@@ -4,4 +4,5 @@ pub mod assets;
 pub mod chat;
 pub mod documents;
 pub mod health;
+pub mod openai;
 pub mod search;
