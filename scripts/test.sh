@@ -25,6 +25,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests"
 cargo test --workspace --all-targets -- --test-threads=2
 
+echo "== the official openai SDK against the OpenAI-compatible API"
+VENV="${DOCENT_VENV:-/var/tmp/docent-venv}"
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/sdk/requirements.txt
+DOCENT_BIN="$CARGO_TARGET_DIR/debug/docent" "$VENV/bin/python" tests/sdk/openai_sdk.py
+
 echo "== web chat in headless Chromium"
 scripts/ensure-chromium.sh
 (cd tests/ui && npm ci --silent --no-audit --no-fund)
