@@ -88,6 +88,9 @@ async fn changed_file_replaces_old_version_atomically() {
         .expect("list");
     assert_eq!(docs.iter().map(|d| d.id).collect::<Vec<_>>(), vec![v2.id]);
     assert!(c.store.get_document(v1.id).await.expect("get").is_none());
+    // The old version's blob went with it; the new one's stays.
+    assert!(!data.path().join("blobs").join(&v1.content_hash).exists());
+    assert!(data.path().join("blobs").join(&v2.content_hash).exists());
 
     // SQL and both indexes agree by chunk id.
     let ids = c.store.ready_chunk_ids().await.expect("ids");

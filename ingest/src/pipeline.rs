@@ -379,9 +379,10 @@ impl Ingestor {
         // index entries go.
         let mut out = Vec::with_capacity(prepared.len());
         for (_, p) in prepared {
-            for old in self.store.commit_ready(p.doc.id).await? {
+            for (old, hash) in self.store.commit_ready(p.doc.id).await? {
                 info!(doc_id = %p.doc.id, removed = %old, "one version of the source replaces another");
                 self.remove_from_indexes(old).await?;
+                self.remove_blob_if_unused(&hash).await?;
             }
             self.store.update_job(p.job_id, DocStatus::Ready, 1.0, None).await?;
             progress.update(p.doc.id, DocStatus::Ready, 1.0);
@@ -405,11 +406,21 @@ impl Ingestor {
         };
         self.store.delete_document(doc_id).await?;
         self.remove_from_indexes(doc_id).await?;
-        // The blob may be shared by the same bytes in another collection.
-        if self.store.find_any_by_hash(&doc.content_hash).await?.is_none() {
-            let _ = std::fs::remove_file(self.blob_path(&doc.content_hash));
-        }
+        self.remove_blob_if_unused(&doc.content_hash).await?;
         Ok(true)
+    }
+
+    /// Blobs are shared by identical bytes (in other collections, or a
+    /// pending version): remove one only when no document refers to it.
+    async fn remove_blob_if_unused(&self, hash: &str) -> Result<()> {
+        if self.store.find_any_by_hash(hash).await?.is_none() {
+            match std::fs::remove_file(self.blob_path(hash)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     async fn remove_from_indexes(&self, doc_id: Uuid) -> Result<()> {

@@ -106,8 +106,7 @@ impl EdgeVectorIndex {
     pub fn optimize(&self) -> BackendResult<()> {
         let _g = self.write.lock();
         self.shard.optimize().map_err(err)?;
-        self.shard.flush();
-        Ok(())
+        self.flush_shard()
     }
 
     fn filter(&self, f: &AccessFilter) -> BackendResult<Filter> {
@@ -130,6 +129,20 @@ impl EdgeVectorIndex {
         Ok(Filter {
             must: Some(must),
             ..Default::default()
+        })
+    }
+}
+
+impl EdgeVectorIndex {
+    /// qdrant-edge's `flush` panics on an I/O error; report it as an error.
+    fn flush_shard(&self) -> BackendResult<()> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush())).map_err(|p| {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "flush panicked".to_owned());
+            BackendError::backend(BACKEND, msg)
         })
     }
 }
@@ -278,13 +291,11 @@ impl VectorIndex for EdgeVectorIndex {
                 }))
                 .map_err(err)?;
         }
-        self.shard.flush();
-        Ok(())
+        self.flush_shard()
     }
 
     fn flush(&self) -> BackendResult<()> {
         let _g = self.write.lock();
-        self.shard.flush();
-        Ok(())
+        self.flush_shard()
     }
 }

@@ -238,12 +238,12 @@ impl Store {
     /// the same transaction, every other ready version of the same source in
     /// the same collection that is older (ids are UUIDv7, so they order by
     /// creation) is removed. If a newer version is already ready, this one is
-    /// stale and is removed instead. Returns the removed document ids, whose
-    /// index entries the caller then deletes.
-    pub async fn commit_ready(&self, id: Uuid) -> Result<Vec<Uuid>> {
+    /// stale and is removed instead. Returns the removed documents' ids and
+    /// content hashes; the caller then deletes their index entries and blobs.
+    pub async fn commit_ready(&self, id: Uuid) -> Result<Vec<(Uuid, String)>> {
         let mut tx = self.pool.begin().await?;
         let me = id.to_string();
-        let row = sqlx::query("SELECT collection, source FROM documents WHERE id = $1")
+        let row = sqlx::query("SELECT collection, source, content_hash FROM documents WHERE id = $1")
             .bind(&me)
             .fetch_optional(&mut *tx)
             .await?;
@@ -253,8 +253,8 @@ impl Store {
         };
         let collection: String = row.try_get("collection")?;
         let source: String = row.try_get("source")?;
-        let others: Vec<String> = sqlx::query(
-            "SELECT id FROM documents WHERE collection = $1 AND source = $2 AND status = 'ready' AND id <> $3",
+        let others: Vec<(String, String)> = sqlx::query(
+            "SELECT id, content_hash FROM documents WHERE collection = $1 AND source = $2 AND status = 'ready' AND id <> $3",
         )
         .bind(&collection)
         .bind(&source)
@@ -262,10 +262,15 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?
         .iter()
-        .map(|r| r.try_get::<String, _>("id"))
-        .collect::<std::result::Result<_, _>>()?;
-        let stale = others.iter().any(|o| o.as_str() > me.as_str());
-        let remove: Vec<String> = if stale { vec![me.clone()] } else { others };
+        .map(|r| Ok((r.try_get::<String, _>("id")?, r.try_get::<String, _>("content_hash")?)))
+        .collect::<std::result::Result<_, sqlx::Error>>()?;
+        let stale = others.iter().any(|(o, _)| o.as_str() > me.as_str());
+        let remove: Vec<(String, String)> = if stale {
+            let hash: String = row.try_get("content_hash")?;
+            vec![(me.clone(), hash)]
+        } else {
+            others
+        };
         if !stale {
             sqlx::query("UPDATE documents SET status = 'ready', error = NULL, updated_at = $1 WHERE id = $2")
                 .bind(docent_core::now_rfc3339())
@@ -273,7 +278,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        for old in &remove {
+        for (old, _) in &remove {
             for sql in [
                 "DELETE FROM chunks WHERE doc_id = $1",
                 "DELETE FROM jobs WHERE doc_id = $1",
@@ -283,7 +288,10 @@ impl Store {
             }
         }
         tx.commit().await?;
-        remove.iter().map(|o| parse_uuid("documents", o)).collect()
+        remove
+            .into_iter()
+            .map(|(o, h)| Ok((parse_uuid("documents", &o)?, h)))
+            .collect()
     }
 
     pub async fn get_document(&self, id: Uuid) -> Result<Option<Document>> {

@@ -165,8 +165,14 @@ async fn suite(store: Store) {
         Some(v1.id)
     );
     // v3 finishes first and replaces v1; v2 finishing later is stale.
-    assert_eq!(store.commit_ready(v3.id).await.expect("commit v3"), vec![v1.id]);
-    assert_eq!(store.commit_ready(v2.id).await.expect("commit v2"), vec![v2.id]);
+    assert_eq!(
+        store.commit_ready(v3.id).await.expect("commit v3"),
+        vec![(v1.id, "v1".to_owned())]
+    );
+    assert_eq!(
+        store.commit_ready(v2.id).await.expect("commit v2"),
+        vec![(v2.id, "v2".to_owned())]
+    );
     assert!(store.get_document(v1.id).await.expect("get").is_none());
     assert!(store.get_document(v2.id).await.expect("get").is_none());
     assert_eq!(
