@@ -126,6 +126,28 @@ impl Components {
         }
     }
 
+    /// Embeds SQL chunk rows and writes them to both indexes.
+    async fn index_rows(&self, rows: &[docent_store::ChunkWithAccess]) -> anyhow::Result<()> {
+        let indexed: Vec<docent_core::IndexedChunk> = rows
+            .iter()
+            .map(|r| docent_core::IndexedChunk {
+                chunk_id: r.chunk.id,
+                doc_id: r.chunk.doc_id,
+                collection: r.collection.clone(),
+                access: r.access.clone(),
+                title: r.title.clone(),
+                heading: r.chunk.heading_path.join(" > "),
+                text: r.chunk.text.clone(),
+            })
+            .collect();
+        let texts: Vec<String> = indexed.iter().map(|c| c.text.clone()).collect();
+        let embedder = Arc::clone(&self.embedder);
+        let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts)).await??;
+        self.vectors.upsert(&indexed, &vectors)?;
+        self.keywords.upsert(&indexed)?;
+        Ok(())
+    }
+
     /// Rebuilds both derived indexes from SQL (re-embedding every chunk).
     /// Returns the number of chunks indexed.
     pub async fn reindex(&self, progress: &(dyn Fn(usize, usize) + Sync)) -> anyhow::Result<usize> {
@@ -135,23 +157,7 @@ impl Components {
         let total = rows.len();
         let mut done = 0;
         for batch in rows.chunks(256) {
-            let indexed: Vec<docent_core::IndexedChunk> = batch
-                .iter()
-                .map(|r| docent_core::IndexedChunk {
-                    chunk_id: r.chunk.id,
-                    doc_id: r.chunk.doc_id,
-                    collection: r.collection.clone(),
-                    access: r.access.clone(),
-                    title: r.title.clone(),
-                    heading: r.chunk.heading_path.join(" > "),
-                    text: r.chunk.text.clone(),
-                })
-                .collect();
-            let texts: Vec<String> = indexed.iter().map(|c| c.text.clone()).collect();
-            let embedder = Arc::clone(&self.embedder);
-            let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts)).await??;
-            self.vectors.upsert(&indexed, &vectors)?;
-            self.keywords.upsert(&indexed)?;
+            self.index_rows(batch).await?;
             done += batch.len();
             progress(done, total);
         }
@@ -191,23 +197,7 @@ impl Components {
                 .filter(|r| missing.contains(&r.chunk.id))
                 .collect();
             for batch in rows.chunks(256) {
-                let indexed: Vec<docent_core::IndexedChunk> = batch
-                    .iter()
-                    .map(|r| docent_core::IndexedChunk {
-                        chunk_id: r.chunk.id,
-                        doc_id: r.chunk.doc_id,
-                        collection: r.collection.clone(),
-                        access: r.access.clone(),
-                        title: r.title.clone(),
-                        heading: r.chunk.heading_path.join(" > "),
-                        text: r.chunk.text.clone(),
-                    })
-                    .collect();
-                let texts: Vec<String> = indexed.iter().map(|c| c.text.clone()).collect();
-                let embedder = Arc::clone(&self.embedder);
-                let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts)).await??;
-                self.vectors.upsert(&indexed, &vectors)?;
-                self.keywords.upsert(&indexed)?;
+                self.index_rows(batch).await?;
             }
         }
         self.vectors.flush()?;

@@ -282,15 +282,8 @@ impl VectorIndex for EdgeVectorIndex {
     }
 
     fn clear(&self) -> BackendResult<()> {
-        let ids: Vec<PointId> = self.chunk_ids()?.into_iter().map(to_point_id).collect();
+        self.delete_chunks(&self.chunk_ids()?)?;
         let _g = self.write.lock();
-        for batch in ids.chunks(1000) {
-            self.shard
-                .update(UpdateOperation::PointOperation(PointOperations::DeletePoints {
-                    ids: batch.to_vec(),
-                }))
-                .map_err(err)?;
-        }
         self.flush_shard()
     }
 

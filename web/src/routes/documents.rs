@@ -160,16 +160,22 @@ pub async fn delete(state: web::Data<AppState>, path: web::Path<String>) -> ApiR
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn job(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
-    let id = parse_id(&path)?;
+/// A job the caller may see (its document is visible), else 404.
+async fn visible_job(state: &AppState, id: Uuid) -> ApiResult<docent_core::Job> {
     let job = state
         .store
         .get_job(id)
         .await?
         .ok_or(ApiError::NotFound { what: "job" })?;
-    visible_document(&state, job.doc_id)
+    visible_document(state, job.doc_id)
         .await
         .map_err(|_| ApiError::NotFound { what: "job" })?;
+    Ok(job)
+}
+
+pub async fn job(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_id(&path)?;
+    let job = visible_job(&state, id).await?;
     Ok(HttpResponse::Ok().json(JobDto::from(job)))
 }
 
@@ -178,14 +184,7 @@ pub async fn job(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
 /// the terminal state. Read from SQL, so any replica can serve it.
 pub async fn job_events(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
-    let job = state
-        .store
-        .get_job(id)
-        .await?
-        .ok_or(ApiError::NotFound { what: "job" })?;
-    visible_document(&state, job.doc_id)
-        .await
-        .map_err(|_| ApiError::NotFound { what: "job" })?;
+    visible_job(&state, id).await?;
     let store = state.store.clone();
     let stream = futures::stream::unfold(
         (store, id, None::<(String, u32)>, false),
