@@ -276,6 +276,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             answer: c.answer_config(),
             retrieve_k: cfg.retrieval.answer_k,
         },
+        metrics: docent_web::metrics::Metrics::new().context("creating the metrics registry")?,
     };
     // Machine-readable for scripts and tests that bind port 0.
     println!("docent listening on http://{addr}");

@@ -308,6 +308,32 @@ async fn upload_ask_cite_delete_restart() {
     assert_eq!(emb["data"][1]["index"], 1);
     assert_eq!(emb["data"][0]["embedding"].as_array().map(Vec::len), Some(384));
 
+    // Prometheus metrics after the chats.
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for series in [
+        "docent_http_request_duration_seconds_bucket{method=\"POST\",route=\"/v1/chat\",status=\"200\"",
+        "docent_retrieval_duration_seconds_count{endpoint=\"chat\"}",
+        "docent_generation_duration_seconds_count{endpoint=\"chat\"} 1",
+        "docent_time_to_first_token_seconds_count{endpoint=\"completions\"} 2",
+        "docent_ingest_queue_depth 0",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
+    let tokens: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("docent_tokens_generated_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("tokens counter");
+    assert!(tokens > 0);
+
     // No evidence: the service says so and calls no model.
     let resp = server
         .client

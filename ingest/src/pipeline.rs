@@ -504,6 +504,11 @@ impl IngestQueue {
         Self { tx }
     }
 
+    /// Jobs waiting in the queue.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Enqueues without waiting; a full queue is an error the caller maps to 503.
     pub fn try_enqueue(&self, job_id: Uuid, doc_id: Uuid) -> Result<()> {
         self.tx.try_send((job_id, doc_id)).map_err(|_| IngestError::QueueFull)

@@ -8,6 +8,7 @@
 
 pub mod dto;
 pub mod error;
+pub mod metrics;
 pub mod routes;
 pub mod state;
 
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .route("/healthz", web::get().to(routes::health::healthz))
         .route("/readyz", web::get().to(routes::health::readyz))
+        .route("/metrics", web::get().to(routes::health::metrics))
         .route("/v1/documents", web::post().to(routes::documents::upload))
         .route("/v1/documents", web::get().to(routes::documents::list))
         .route("/v1/documents/{id}", web::get().to(routes::documents::get))
@@ -51,7 +53,24 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
 pub async fn serve(listener: TcpListener, state: AppState, workers: usize) -> std::io::Result<()> {
     let state = web::Data::new(state);
     HttpServer::new(move || {
+        let st = state.clone();
         App::new()
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service;
+                let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                let method = req.method().to_string();
+                let started = std::time::Instant::now();
+                let st = st.clone();
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await?;
+                    st.metrics
+                        .http_seconds
+                        .with_label_values(&[route.as_str(), method.as_str(), res.status().as_str()])
+                        .observe(started.elapsed().as_secs_f64());
+                    Ok(res)
+                }
+            })
             .wrap(tracing_actix())
             .configure(|c| configure(c, state.clone()))
     })

@@ -26,6 +26,7 @@ pub struct AppState {
     pub searcher: Searcher,
     pub chat: Arc<dyn ChatModel>,
     pub cfg: WebConfig,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl AppState {

@@ -42,11 +42,17 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
     }
     let mut filter = AccessFilter::for_principal(&state.principal());
     filter.collections = req.collection.into_iter().collect();
+    let retrieval_started = std::time::Instant::now();
     let hits = state
         .searcher
         .search(&question, &filter, state.cfg.retrieve_k, Mode::Hybrid)
         .await?
         .hits;
+    state
+        .metrics
+        .retrieval_seconds
+        .with_label_values(&["chat"])
+        .observe(retrieval_started.elapsed().as_secs_f64());
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     let st = state.clone();
@@ -55,6 +61,7 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
         let result = answer(st.chat.as_ref(), &question, &hits, &st.cfg.answer, &mut sink).await;
         match result {
             Ok(a) => {
+                st.metrics.observe_answer("chat", &a.usage, a.abstained);
                 if tx.is_closed() {
                     info!("client disconnected; generation stopped");
                     return;

@@ -25,3 +25,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable().json(body)
     }
 }
+
+/// Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.metrics.ingest_queue_depth.set(state.queue.depth() as i64);
+    HttpResponse::Ok()
+        .insert_header(("Content-Type", "text/plain; version=0.0.4"))
+        .body(state.metrics.render())
+}

@@ -111,17 +111,24 @@ pub async fn chat_completions(
         cfg.params.temperature = t.clamp(0.0, 2.0);
     }
     let filter = AccessFilter::for_principal(&state.principal());
+    let retrieval_started = std::time::Instant::now();
     let hits = state
         .searcher
         .search(&question, &filter, state.cfg.retrieve_k, Mode::Hybrid)
         .await?
         .hits;
+    state
+        .metrics
+        .retrieval_seconds
+        .with_label_values(&["completions"])
+        .observe(retrieval_started.elapsed().as_secs_f64());
     let model = state.chat.name();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now();
 
     if !req.stream {
         let a = answer(state.chat.as_ref(), &question, &hits, &cfg, &mut NullSink).await?;
+        state.metrics.observe_answer("completions", &a.usage, a.abstained);
         let content = if a.abstained || a.checked.sentences.is_empty() {
             a.text.clone()
         } else {
@@ -151,6 +158,7 @@ pub async fn chat_completions(
         };
         match answer(st.chat.as_ref(), &question, &hits, &cfg, &mut sink).await {
             Ok(a) => {
+                st.metrics.observe_answer("completions", &a.usage, a.abstained);
                 let citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
                 let last = json!({
                     "id": id, "object": "chat.completion.chunk", "created": created, "model": model,

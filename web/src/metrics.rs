@@ -1,0 +1,91 @@
+//! Prometheus metrics, served at `/metrics` in the text format.
+//!
+//! One registry per server: HTTP latency per route pattern (never the raw
+//! path, so ids do not explode cardinality), retrieval and generation
+//! latency, generated tokens, time to first token and the ingest queue.
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_seconds: HistogramVec,
+    pub retrieval_seconds: HistogramVec,
+    pub generation_seconds: HistogramVec,
+    pub first_token_seconds: HistogramVec,
+    pub tokens_generated: IntCounter,
+    pub ingest_queue_depth: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new_custom(Some("docent".into()), None)?;
+        let hist = |name: &str, help: &str, labels: &[&str]| -> Result<HistogramVec, prometheus::Error> {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()), labels)?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let http_seconds = hist(
+            "http_request_duration_seconds",
+            "HTTP request latency by route pattern, method and status",
+            &["route", "method", "status"],
+        )?;
+        let retrieval_seconds = hist("retrieval_duration_seconds", "Hybrid retrieval latency", &["endpoint"])?;
+        let generation_seconds = hist(
+            "generation_duration_seconds",
+            "Answer generation latency",
+            &["endpoint"],
+        )?;
+        let first_token_seconds = hist(
+            "time_to_first_token_seconds",
+            "Time to the first generated token",
+            &["endpoint"],
+        )?;
+        let tokens_generated = IntCounter::with_opts(Opts::new("tokens_generated_total", "Tokens generated"))?;
+        registry.register(Box::new(tokens_generated.clone()))?;
+        let ingest_queue_depth = IntGauge::with_opts(Opts::new("ingest_queue_depth", "Ingest jobs waiting"))?;
+        registry.register(Box::new(ingest_queue_depth.clone()))?;
+        Ok(Self {
+            registry,
+            http_seconds,
+            retrieval_seconds,
+            generation_seconds,
+            first_token_seconds,
+            tokens_generated,
+            ingest_queue_depth,
+        })
+    }
+
+    /// Records a finished answer (nothing for an abstention: no model ran).
+    pub fn observe_answer(&self, endpoint: &str, usage: &docent_core::GenUsage, abstained: bool) {
+        if abstained {
+            return;
+        }
+        self.generation_seconds
+            .with_label_values(&[endpoint])
+            .observe(usage.total_ms as f64 / 1000.0);
+        self.first_token_seconds
+            .with_label_values(&[endpoint])
+            .observe(usage.time_to_first_token_ms as f64 / 1000.0);
+        self.tokens_generated.inc_by(u64::from(usage.completion_tokens));
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if encoder.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
