@@ -243,6 +243,48 @@ async fn upload_ask_cite_delete_restart() {
         .iter()
         .all(|c| c["page"] == 2 || c["document_id"] != pdf_id.as_str()));
 
+    // The exchange is stored as a conversation of this user.
+    let conv_id = events.last().map(|(_, d)| d["conversation_id"].clone()).expect("done");
+    let conv_id = conv_id.as_str().expect("conversation id").to_owned();
+    let conv: Value = server
+        .client
+        .get(server.url(&format!("/v1/conversations/{conv_id}")))
+        .send()
+        .await
+        .expect("conversation")
+        .json()
+        .await
+        .expect("json");
+    let msgs = conv["messages"].as_array().expect("messages");
+    assert_eq!(msgs.len(), 2, "{conv}");
+    assert_eq!(msgs[0]["role"], "user");
+    assert_eq!(msgs[1]["role"], "assistant");
+    assert!(
+        msgs[1]["citations"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["page"] == 2)),
+        "{conv}"
+    );
+    let list: Value = server
+        .client
+        .get(server.url("/v1/conversations"))
+        .send()
+        .await
+        .expect("conversations")
+        .json()
+        .await
+        .expect("json");
+    assert!(list["conversations"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["id"] == conv_id.as_str())));
+    let r = server
+        .client
+        .get(server.url("/v1/conversations/00000000-0000-0000-0000-000000000000"))
+        .send()
+        .await
+        .expect("conversation");
+    assert_eq!(r.status(), 404);
+
     // OpenAI-compatible surface: the same retrieval and checked citations.
     let q = "How long is the quarantine period for Zorblax fever?";
     let r: Value = server

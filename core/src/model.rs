@@ -211,3 +211,25 @@ pub fn now_rfc3339() -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
+
+/// A conversation of one user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub id: Uuid,
+    pub user: String,
+    pub title: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One message of a conversation. `citations` is the checked citation list
+/// (JSON, as shown to the user) for assistant messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Uuid,
+    pub conversation_id: Uuid,
+    pub role: Role,
+    pub content: String,
+    pub citations: serde_json::Value,
+    pub created_at: String,
+}

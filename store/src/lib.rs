@@ -581,3 +581,135 @@ impl Store {
         row.as_ref().map(job_from_row).transpose()
     }
 }
+
+fn role_str(r: docent_core::Role) -> &'static str {
+    match r {
+        docent_core::Role::System => "system",
+        docent_core::Role::User => "user",
+        docent_core::Role::Assistant => "assistant",
+    }
+}
+
+fn conversation_from_row(row: &AnyRow) -> Result<docent_core::Conversation> {
+    Ok(docent_core::Conversation {
+        id: parse_uuid("conversations", &row.try_get::<String, _>("id")?)?,
+        user: row.try_get("user_id")?,
+        title: row.try_get("title")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+impl Store {
+    pub async fn create_conversation(&self, user: &str, title: &str) -> Result<docent_core::Conversation> {
+        let now = docent_core::now_rfc3339();
+        let c = docent_core::Conversation {
+            id: Uuid::now_v7(),
+            user: user.to_owned(),
+            title: title.chars().take(120).collect(),
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO conversations (id, user_id, title, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(c.id.to_string())
+        .bind(&c.user)
+        .bind(&c.title)
+        .bind(&c.created_at)
+        .bind(&c.updated_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(c)
+    }
+
+    /// A conversation, only if it belongs to `user` (others get `None`).
+    pub async fn get_conversation(&self, id: Uuid, user: &str) -> Result<Option<docent_core::Conversation>> {
+        let row = sqlx::query(
+            "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE id = $1 AND user_id = $2",
+        )
+        .bind(id.to_string())
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(conversation_from_row).transpose()
+    }
+
+    /// The user's conversations, most recently active first.
+    pub async fn list_conversations(&self, user: &str) -> Result<Vec<docent_core::Conversation>> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, title, created_at, updated_at FROM conversations WHERE user_id = $1 ORDER BY updated_at DESC, id DESC",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(conversation_from_row).collect()
+    }
+
+    pub async fn add_message(
+        &self,
+        conversation_id: Uuid,
+        role: docent_core::Role,
+        content: &str,
+        citations: &serde_json::Value,
+    ) -> Result<docent_core::Message> {
+        let now = docent_core::now_rfc3339();
+        let m = docent_core::Message {
+            id: Uuid::now_v7(),
+            conversation_id,
+            role,
+            content: content.to_owned(),
+            citations: citations.clone(),
+            created_at: now.clone(),
+        };
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, role, content, citations, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(m.id.to_string())
+        .bind(conversation_id.to_string())
+        .bind(role_str(role))
+        .bind(&m.content)
+        .bind(m.citations.to_string())
+        .bind(&m.created_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
+            .bind(&now)
+            .bind(conversation_id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(m)
+    }
+
+    /// Messages in order (ids are UUIDv7, so they order by creation).
+    pub async fn messages(&self, conversation_id: Uuid) -> Result<Vec<docent_core::Message>> {
+        let rows = sqlx::query(
+            "SELECT id, conversation_id, role, content, citations, created_at FROM messages WHERE conversation_id = $1 ORDER BY id",
+        )
+        .bind(conversation_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let role: String = r.try_get("role")?;
+                let citations: String = r.try_get("citations")?;
+                Ok(docent_core::Message {
+                    id: parse_uuid("messages", &r.try_get::<String, _>("id")?)?,
+                    conversation_id: parse_uuid("messages", &r.try_get::<String, _>("conversation_id")?)?,
+                    role: match role.as_str() {
+                        "system" => docent_core::Role::System,
+                        "user" => docent_core::Role::User,
+                        "assistant" => docent_core::Role::Assistant,
+                        other => return Err(corrupt("messages", format!("role {other:?}"))),
+                    },
+                    content: r.try_get("content")?,
+                    citations: serde_json::from_str(&citations)
+                        .map_err(|e| corrupt("messages", format!("citations: {e}")))?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -137,6 +137,9 @@ pub struct ChatRequest {
     pub question: String,
     #[serde(default)]
     pub collection: Option<String>,
+    /// Continue this conversation; a new one is started when absent.
+    #[serde(default)]
+    pub conversation_id: Option<Uuid>,
 }
 
 #[derive(Debug, Serialize)]
@@ -193,6 +196,7 @@ pub struct CitationsEvent {
 
 #[derive(Debug, Serialize)]
 pub struct DoneEvent {
+    pub conversation_id: Uuid,
     pub model: String,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,

@@ -39,6 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/v1/jobs/{id}/events", web::get().to(routes::documents::job_events))
         .route("/v1/search", web::post().to(routes::search::search))
         .route("/v1/chat", web::post().to(routes::chat::chat))
+        .route("/v1/conversations", web::get().to(routes::conversations::list))
+        .route("/v1/conversations/{id}", web::get().to(routes::conversations::get))
         .route("/v1/chat/completions", web::post().to(routes::openai::chat_completions))
         .route("/v1/models", web::get().to(routes::openai::models))
         .route("/v1/embeddings", web::post().to(routes::openai::embeddings))

@@ -40,7 +40,25 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
     if question.is_empty() {
         return Err(ApiError::BadRequest("`question` is empty".to_owned()));
     }
-    let mut filter = AccessFilter::for_principal(&state.principal());
+    let principal = state.principal();
+    let conversation = match req.conversation_id {
+        Some(id) => state
+            .store
+            .get_conversation(id, &principal.user)
+            .await?
+            .ok_or(ApiError::NotFound { what: "conversation" })?,
+        None => state.store.create_conversation(&principal.user, &question).await?,
+    };
+    state
+        .store
+        .add_message(
+            conversation.id,
+            docent_core::Role::User,
+            &question,
+            &serde_json::json!([]),
+        )
+        .await?;
+    let mut filter = AccessFilter::for_principal(&principal);
     filter.collections = req.collection.into_iter().collect();
     let retrieval_started = std::time::Instant::now();
     let hits = state
@@ -66,15 +84,29 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
                     info!("client disconnected; generation stopped");
                     return;
                 }
+                let shown = if a.abstained || a.checked.sentences.is_empty() {
+                    a.text.clone()
+                } else {
+                    a.checked.render()
+                };
                 let ev = CitationsEvent {
                     citations: a.checked.citations.into_iter().map(Into::into).collect(),
                     sentences: a.checked.sentences.into_iter().map(Into::into).collect(),
                     abstained: a.abstained,
                 };
+                let cites = serde_json::to_value(&ev.citations).unwrap_or_default();
+                if let Err(e) = st
+                    .store
+                    .add_message(conversation.id, docent_core::Role::Assistant, &shown, &cites)
+                    .await
+                {
+                    warn!(error = %e, "could not store the answer");
+                }
                 let _ = tx.send(frame("citations", &ev));
                 let _ = tx.send(frame(
                     "done",
                     &DoneEvent {
+                        conversation_id: conversation.id,
                         model: a.model,
                         prompt_tokens: a.usage.prompt_tokens,
                         completion_tokens: a.usage.completion_tokens,
