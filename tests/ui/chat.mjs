@@ -63,6 +63,15 @@ try {
   console.log(`answer: ${answer}\ncited: ${title}\nhighlighted: ${mark}`);
   if (!title.includes("Visitor policy") && !title.includes("visitor-policy")) throw new Error(`wrong source ${title}`);
   if (!mark.includes("two to eight")) throw new Error(`highlight misses the supporting sentence: ${mark}`);
+  // The conversation appears in the sidebar and reopens with both messages.
+  await page.waitForSelector("#conversations li.active", { timeout: 10000 });
+  const convTitle = await page.textContent("#conversations li.active");
+  if (!convTitle.includes("visiting hours")) throw new Error(`sidebar shows ${convTitle}`);
+  await page.click("#new-chat");
+  await page.click("#conversations li");
+  await page.waitForSelector(".msg.bot .sources");
+  const count = await page.$$eval("#messages .msg", (ms) => ms.length);
+  if (count !== 2) throw new Error(`reopened conversation has ${count} messages`);
   if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
 } catch (e) {
   failed = 1;

@@ -2,6 +2,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+let conversationId = null;
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -19,6 +20,35 @@ async function refreshDocuments() {
   const ul = $("documents");
   ul.replaceChildren(...documents.map((d) =>
     el("li", {}, d.title, el("span", { class: "status" }, d.status + (d.pages ? ` · ${d.pages} p.` : "")))));
+}
+
+async function refreshConversations() {
+  const r = await fetch("/v1/conversations");
+  if (!r.ok) return;
+  const { conversations } = await r.json();
+  $("conversations").replaceChildren(...conversations.map((c) => {
+    const li = el("li", { "data-id": c.id, class: c.id === conversationId ? "active" : "" }, c.title);
+    li.addEventListener("click", () => openConversation(c.id));
+    return li;
+  }));
+}
+
+async function openConversation(id) {
+  const r = await fetch(`/v1/conversations/${id}`);
+  if (!r.ok) return;
+  const conv = await r.json();
+  conversationId = id;
+  const msgs = $("messages");
+  msgs.replaceChildren();
+  for (const m of conv.messages) {
+    const box = el("div", { class: m.role === "user" ? "msg user" : "msg bot" }, m.content);
+    if (m.role !== "user" && m.citations.length) {
+      box.append(el("div", { class: "sources" }, "Sources: " +
+        m.citations.map((c) => `[${c.n}] ${c.title}${c.page ? `, p. ${c.page}` : ""}`).join("; ")));
+    }
+    msgs.append(box);
+  }
+  refreshConversations();
 }
 
 function showSource(c) {
@@ -69,7 +99,7 @@ async function ask(question) {
   const r = await fetch("/v1/chat", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ question }),
+    body: JSON.stringify(conversationId ? { question, conversation_id: conversationId } : { question }),
   });
   if (!r.ok) {
     const e = await r.json().catch(() => ({}));
@@ -98,6 +128,9 @@ async function ask(question) {
         box.textContent = box.dataset.raw;
       } else if (event === "citations") {
         renderAnswer(box, payload);
+      } else if (event === "done") {
+        conversationId = payload.conversation_id;
+        refreshConversations();
       } else if (event === "error") {
         box.append(el("div", { class: "note" }, "Error: " + payload.error.message));
       }
@@ -152,5 +185,11 @@ document.addEventListener("DOMContentLoaded", () => {
     if (f) upload(f);
   });
   $("source-close").addEventListener("click", () => { $("source-panel").hidden = true; });
+  $("new-chat").addEventListener("click", () => {
+    conversationId = null;
+    $("messages").replaceChildren();
+    refreshConversations();
+  });
   refreshDocuments();
+  refreshConversations();
 });
