@@ -73,6 +73,11 @@ enum Cmd {
     },
     /// Rebuild the vector and keyword indexes from SQL.
     Reindex,
+    /// Model provenance: file, size, sha256, architecture, quantization, license.
+    Models {
+        #[arg(long)]
+        json: bool,
+    },
     /// Evaluate retrieval on a BEIR-format dataset.
     Eval {
         #[command(subcommand)]
@@ -160,6 +165,25 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             json,
         } => search(cfg, &query, k, mode, collection, json).await,
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
+        Cmd::Models { json } => {
+            let list = model_provenance(&cfg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                for m in &list {
+                    println!("{}", m["role"].as_str().unwrap_or(""));
+                    for (k, v) in m.as_object().into_iter().flatten() {
+                        if k != "role" {
+                            println!(
+                                "  {k:<15} {}",
+                                v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())
+                            );
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
         Cmd::Check { repair } => {
             if repair {
                 let c = Components::build(&cfg).await?;
@@ -503,6 +527,57 @@ async fn ask(cfg: Config, question: &str, collection: Option<String>) -> anyhow:
         );
     }
     Ok(())
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::Digest;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{} (run scripts/fetch-models.sh)", path.display()))?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(hex::encode(h.finalize()))
+}
+
+/// License and source of a model file from the models directory's
+/// MANIFEST.tsv (written by scripts/fetch-models.sh), when listed.
+fn manifest_entry(cfg: &Config, path: &Path) -> Option<(String, String)> {
+    let manifest = std::fs::read_to_string(cfg.models.dir.join("MANIFEST.tsv")).ok()?;
+    let rel = path.strip_prefix(&cfg.models.dir).ok()?.to_str()?.to_owned();
+    manifest.lines().skip(1).find_map(|l| {
+        let cols: Vec<&str> = l.split('\t').collect();
+        (cols.len() >= 4 && cols[0] == rel).then(|| (cols[2].to_owned(), cols[3].to_owned()))
+    })
+}
+
+fn model_provenance(cfg: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
+    let gguf = cfg.chat_gguf();
+    let info = docent_generate::gguf::read_file(&gguf).with_context(|| format!("reading {}", gguf.display()))?;
+    let (source, license) = manifest_entry(cfg, &gguf).unwrap_or_default();
+    let chat = serde_json::json!({
+        "role": "chat",
+        "file": gguf.display().to_string(),
+        "size_bytes": std::fs::metadata(&gguf)?.len(),
+        "sha256": sha256_file(&gguf)?,
+        "format": format!("GGUF v{}", info.version),
+        "name": info.get_str("general.name"),
+        "architecture": info.architecture(),
+        "quantization": info.quantization(),
+        "context_length": info.context_length(),
+        "license": info.get_str("general.license").unwrap_or(license),
+        "source": source,
+    });
+    let onnx = cfg.embedding_dir().join("model.onnx");
+    let (source, license) = manifest_entry(cfg, &onnx).unwrap_or_default();
+    let embed = serde_json::json!({
+        "role": "embedding",
+        "file": onnx.display().to_string(),
+        "size_bytes": std::fs::metadata(&onnx).with_context(|| format!("{} (run scripts/fetch-models.sh)", onnx.display()))?.len(),
+        "sha256": sha256_file(&onnx)?,
+        "format": "ONNX",
+        "license": license,
+        "source": source,
+    });
+    Ok(vec![chat, embed])
 }
 
 async fn check(cfg: Config) -> anyhow::Result<()> {

@@ -9,6 +9,7 @@
 pub mod answer;
 pub mod citations;
 pub mod error;
+pub mod gguf;
 pub mod mistral;
 pub mod prompt;
 
