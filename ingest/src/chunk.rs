@@ -208,7 +208,6 @@ fn split_pieces(text: &str, max: usize, counter: &dyn TokenCounter) -> Vec<Piece
             continue;
         }
         // Too long: pack words.
-        let mut ws = s;
         let mut acc_start = s;
         let mut acc_tokens = 0usize;
         for (wstart, wend) in word_spans(text, s, e) {
@@ -235,9 +234,7 @@ fn split_pieces(text: &str, max: usize, counter: &dyn TokenCounter) -> Vec<Piece
             } else {
                 acc_tokens += wt;
             }
-            ws = wend;
         }
-        let _ = ws;
         if acc_tokens > 0 {
             out.push(Piece {
                 start: acc_start,

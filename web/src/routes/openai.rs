@@ -23,6 +23,7 @@ pub struct ChatMessageIn {
 
 #[derive(Debug, Deserialize)]
 pub struct ChatCompletionRequest {
+    /// Accepted for compatibility; docent answers with its configured model.
     #[serde(default)]
     pub model: Option<String>,
     pub messages: Vec<ChatMessageIn>,
@@ -202,6 +203,7 @@ pub async fn models(state: web::Data<AppState>) -> HttpResponse {
 #[derive(Debug, Deserialize)]
 pub struct EmbeddingsRequest {
     pub input: serde_json::Value,
+    /// Accepted for compatibility; docent serves its one configured model.
     #[serde(default)]
     pub model: Option<String>,
 }
@@ -249,7 +251,6 @@ pub async fn embeddings(state: web::Data<AppState>, body: web::Json<EmbeddingsRe
             embedding,
         })
         .collect();
-    let _ = req.model;
     // Token counts are approximated from characters (4 per token).
     let tokens = chars.div_ceil(4);
     Ok(HttpResponse::Ok().json(json!({
