@@ -38,15 +38,7 @@ async fn upload(server: &Server, name: &str, body: String) -> String {
 }
 
 async fn status(server: &Server, id: &str) -> String {
-    let v: Value = server
-        .client
-        .get(server.url(&format!("/v1/documents/{id}")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let v = server.get_json(&format!("/v1/documents/{id}")).await;
     v["status"].as_str().unwrap_or("missing").to_owned()
 }
 

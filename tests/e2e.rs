@@ -151,27 +151,11 @@ async fn upload_ask_cite_delete_restart() {
     assert_eq!(dup["duplicate"], true);
     assert_eq!(dup["id"], pdf_id.as_str());
 
-    let doc: Value = server
-        .client
-        .get(server.url(&format!("/v1/documents/{pdf_id}")))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let doc = server.get_json(&format!("/v1/documents/{pdf_id}")).await;
     assert_eq!(doc["pages"], 3);
     assert_eq!(doc["status"], "ready");
     assert_eq!(doc["access"], serde_json::json!(["everyone"]));
-    let list: Value = server
-        .client
-        .get(server.url("/v1/documents"))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let list = server.get_json("/v1/documents").await;
     assert_eq!(list["documents"].as_array().map(Vec::len), Some(2));
 
     // Exact rare keyword: found by the BM25 leg.
@@ -246,15 +230,7 @@ async fn upload_ask_cite_delete_restart() {
     // The exchange is stored as a conversation of this user.
     let conv_id = events.last().map(|(_, d)| d["conversation_id"].clone()).expect("done");
     let conv_id = conv_id.as_str().expect("conversation id").to_owned();
-    let conv: Value = server
-        .client
-        .get(server.url(&format!("/v1/conversations/{conv_id}")))
-        .send()
-        .await
-        .expect("conversation")
-        .json()
-        .await
-        .expect("json");
+    let conv = server.get_json(&format!("/v1/conversations/{conv_id}")).await;
     let msgs = conv["messages"].as_array().expect("messages");
     assert_eq!(msgs.len(), 2, "{conv}");
     assert_eq!(msgs[0]["role"], "user");
@@ -265,15 +241,7 @@ async fn upload_ask_cite_delete_restart() {
             .is_some_and(|c| c.iter().any(|c| c["page"] == 2)),
         "{conv}"
     );
-    let list: Value = server
-        .client
-        .get(server.url("/v1/conversations"))
-        .send()
-        .await
-        .expect("conversations")
-        .json()
-        .await
-        .expect("json");
+    let list = server.get_json("/v1/conversations").await;
     assert!(list["conversations"]
         .as_array()
         .is_some_and(|c| c.iter().any(|c| c["id"] == conv_id.as_str())));
@@ -325,15 +293,7 @@ async fn upload_ask_cite_delete_restart() {
     let last = parsed.last().expect("last chunk");
     assert_eq!(last["choices"][0]["finish_reason"], "stop");
     assert!(last["citations"].as_array().is_some_and(|c| !c.is_empty()), "{last}");
-    let models: Value = server
-        .client
-        .get(server.url("/v1/models"))
-        .send()
-        .await
-        .expect("models")
-        .json()
-        .await
-        .expect("json");
+    let models = server.get_json("/v1/models").await;
     assert_eq!(models["object"], "list");
     assert!(models["data"].as_array().is_some_and(|d| d.len() == 2));
     let emb: Value = server

@@ -84,6 +84,18 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// GET a path and parse the JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET request")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     /// Kills the process (no graceful shutdown) and starts a new one on the
     /// same data directory.
     pub async fn restart(mut self, extra_env: &[(&str, &str)]) -> Self {

@@ -30,6 +30,31 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Hybrid retrieval for an answer, timed into the retrieval metric.
+    pub async fn retrieve_for_answer(
+        &self,
+        question: &str,
+        filter: &docent_core::AccessFilter,
+        endpoint: &str,
+    ) -> crate::error::ApiResult<Vec<docent_core::SearchHit>> {
+        let started = std::time::Instant::now();
+        let hits = self
+            .searcher
+            .search(
+                question,
+                filter,
+                self.cfg.retrieve_k,
+                docent_retrieve::search::Mode::Hybrid,
+            )
+            .await?
+            .hits;
+        self.metrics
+            .retrieval_seconds
+            .with_label_values(&[endpoint])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(hits)
+    }
+
     /// The caller. Sign-in does not exist yet: everyone is the default user.
     pub fn principal(&self) -> Principal {
         Principal::default_user()

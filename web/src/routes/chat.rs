@@ -12,7 +12,6 @@ use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use docent_core::{AccessFilter, TokenSink};
 use docent_generate::answer::answer;
-use docent_retrieve::search::Mode;
 use serde::Serialize;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
@@ -60,17 +59,7 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
         .await?;
     let mut filter = AccessFilter::for_principal(&principal);
     filter.collections = req.collection.into_iter().collect();
-    let retrieval_started = std::time::Instant::now();
-    let hits = state
-        .searcher
-        .search(&question, &filter, state.cfg.retrieve_k, Mode::Hybrid)
-        .await?
-        .hits;
-    state
-        .metrics
-        .retrieval_seconds
-        .with_label_values(&["chat"])
-        .observe(retrieval_started.elapsed().as_secs_f64());
+    let hits = state.retrieve_for_answer(&question, &filter, "chat").await?;
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     let st = state.clone();

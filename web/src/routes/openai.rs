@@ -9,7 +9,6 @@ use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use docent_core::{AccessFilter, TokenSink};
 use docent_generate::answer::answer;
-use docent_retrieve::search::Mode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -112,17 +111,7 @@ pub async fn chat_completions(
         cfg.params.temperature = t.clamp(0.0, 2.0);
     }
     let filter = AccessFilter::for_principal(&state.principal());
-    let retrieval_started = std::time::Instant::now();
-    let hits = state
-        .searcher
-        .search(&question, &filter, state.cfg.retrieve_k, Mode::Hybrid)
-        .await?
-        .hits;
-    state
-        .metrics
-        .retrieval_seconds
-        .with_label_values(&["completions"])
-        .observe(retrieval_started.elapsed().as_secs_f64());
+    let hits = state.retrieve_for_answer(&question, &filter, "completions").await?;
     let model = state.chat.name();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now();
