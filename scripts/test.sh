@@ -16,6 +16,9 @@ export DOCENT_TEST_MODELS="$PWD/models"
 echo "== postgres"
 scripts/ensure-postgres.sh || echo "warning: PostgreSQL is not available; PostgreSQL tests will fail"
 
+echo "== OCR and extraction tools"
+scripts/ensure-tools.sh
+
 echo "== fmt"
 cargo fmt --all -- --check
 

@@ -79,6 +79,12 @@ impl Components {
                 limits: docent_ingest::extract::Limits {
                     timeout: std::time::Duration::from_secs(cfg.ingest.extract_timeout_secs),
                     max_pages: cfg.ingest.max_pages,
+                    max_unzipped_bytes: cfg.ingest.max_unzipped_mb.saturating_mul(1 << 20),
+                    ocr: if cfg.ingest.ocr == "off" {
+                        docent_ingest::extract::OcrMode::Off
+                    } else {
+                        docent_ingest::extract::OcrMode::Auto
+                    },
                 },
             },
         )?);

@@ -63,6 +63,11 @@ pub struct Ingest {
     pub extract_timeout_secs: u64,
     /// Documents with more pages are refused (`too_large`).
     pub max_pages: u32,
+    /// Cap on what a DOCX may inflate to (zip-bomb guard), in MiB.
+    pub max_unzipped_mb: u64,
+    /// "auto": OCR scanned pages and images with tesseract when installed;
+    /// "off": never (such pages are reported as `needs_ocr`).
+    pub ocr: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -151,6 +156,8 @@ impl Default for Ingest {
             queue_capacity: 256,
             extract_timeout_secs: 120,
             max_pages: 5000,
+            max_unzipped_mb: 256,
+            ocr: "auto".into(),
         }
     }
 }
@@ -231,6 +238,12 @@ impl Config {
         }
         if self.ingest.chunk_tokens + 2 > self.models.embed_max_length {
             return bad("ingest.chunk_tokens + 2 must fit models.embed_max_length");
+        }
+        if !matches!(self.ingest.ocr.as_str(), "auto" | "off") {
+            return bad("ingest.ocr must be \"auto\" or \"off\"");
+        }
+        if self.ingest.max_unzipped_mb == 0 {
+            return bad("ingest.max_unzipped_mb must be positive");
         }
         if self.retrieval.rrf_k <= 0.0 {
             return bad("retrieval.rrf_k must be positive");

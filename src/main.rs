@@ -346,7 +346,23 @@ fn is_supported(p: &Path) -> bool {
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase)
             .as_deref(),
-        Some("pdf" | "md" | "markdown" | "txt")
+        Some(
+            "pdf"
+                | "md"
+                | "markdown"
+                | "txt"
+                | "docx"
+                | "html"
+                | "htm"
+                | "csv"
+                | "tsv"
+                | "eml"
+                | "png"
+                | "jpg"
+                | "jpeg"
+                | "tif"
+                | "tiff"
+        )
     )
 }
 
@@ -377,10 +393,14 @@ async fn ingest(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let (mut ready, mut dup, mut failed) = (0usize, 0usize, 0usize);
+    let (mut pages, mut chunks, mut bytes_total) = (0u64, 0u64, 0u64);
     let mut failures = Vec::new();
+    let stages = std::sync::Arc::new(std::sync::Mutex::new(StageClock::default()));
+    let started = std::time::Instant::now();
     for f in &files {
         bar.set_message(f.display().to_string());
         let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        bytes_total += bytes.len() as u64;
         let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("file").to_owned();
         let sub = c
             .ingestor
@@ -398,11 +418,19 @@ async fn ingest(
             Ok(Submitted::Queued { doc, job }) => {
                 let b = bar.clone();
                 let name = f.display().to_string();
-                let progress = move |_: uuid::Uuid, stage: DocStatus, _: f32| {
+                let clock = std::sync::Arc::clone(&stages);
+                let progress = move |doc: uuid::Uuid, stage: DocStatus, _: f32| {
                     b.set_message(format!("{name}: {}", stage.as_str()));
+                    if let Ok(mut c) = clock.lock() {
+                        c.enter(doc, stage);
+                    }
                 };
                 match c.ingestor.run(job.id, doc.id, &progress).await {
-                    Ok(_) => ready += 1,
+                    Ok(d) => {
+                        ready += 1;
+                        pages += u64::from(d.pages.unwrap_or(0));
+                        chunks += u64::from(d.chunk_count);
+                    }
                     Err(e) => {
                         failed += 1;
                         failures.push((f.display().to_string(), e.code(), e.to_string()));
@@ -417,11 +445,16 @@ async fn ingest(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    let elapsed = started.elapsed().as_secs_f64();
     // Files that were ingested from these directories before and are gone now.
     let mut removed = 0usize;
     let dirs: Vec<&PathBuf> = paths.iter().filter(|p| p.is_dir()).collect();
     if !dirs.is_empty() {
         for d in c.store.documents_in_collection(&collection).await? {
+            // Attachments have no file of their own; they go with their carrier.
+            if d.parent_id.is_some() {
+                continue;
+            }
             let src = Path::new(&d.source);
             if dirs.iter().any(|dir| src.starts_with(dir)) && !src.exists() {
                 c.ingestor.delete(d.id).await?;
@@ -429,14 +462,71 @@ async fn ingest(
             }
         }
     }
-    println!("{:<10} {:>6}", "ingested", ready);
-    println!("{:<10} {:>6}", "unchanged", dup);
-    println!("{:<10} {:>6}", "removed", removed);
-    println!("{:<10} {:>6}", "failed", failed);
-    for (f, code, msg) in &failures {
-        println!("  {f}: [{code}] {msg}");
+    let per_s = |n: f64| if elapsed > 0.0 { n / elapsed } else { 0.0 };
+    println!("{:<12} {:>8}", "files", files.len());
+    println!("{:<12} {:>8}", "ingested", ready);
+    println!("{:<12} {:>8}", "unchanged", dup);
+    println!("{:<12} {:>8}", "removed", removed);
+    println!("{:<12} {:>8}", "failed", failed);
+    println!("{:<12} {:>8}", "pages", pages);
+    println!("{:<12} {:>8}", "chunks", chunks);
+    println!("{:<12} {:>8.1} MiB", "read", bytes_total as f64 / (1024.0 * 1024.0));
+    println!("{:<12} {:>8.1} s", "elapsed", elapsed);
+    println!(
+        "{:<12} {:>8.2} pages/s, {:.2} chunks/s, {:.2} files/s (end to end)",
+        "throughput",
+        per_s(pages as f64),
+        per_s(chunks as f64),
+        per_s((ready + failed) as f64)
+    );
+    if let Ok(clock) = stages.lock() {
+        let total: f64 = clock.totals.values().sum();
+        if total > 0.0 {
+            let shares: Vec<String> = clock
+                .totals
+                .iter()
+                .map(|(stage, secs)| format!("{stage} {secs:.1} s ({:.0}%)", 100.0 * secs / total))
+                .collect();
+            println!("{:<12} {}", "stage time", shares.join(", "));
+        }
+    }
+    if !failures.is_empty() {
+        let mut by_class: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for (_, code, _) in &failures {
+            *by_class.entry(code).or_default() += 1;
+        }
+        let classes: Vec<String> = by_class.iter().map(|(c, n)| format!("{c} {n}")).collect();
+        println!("{:<12} {}", "by class", classes.join(", "));
+        println!("failures:");
+        for (f, code, msg) in &failures {
+            println!("  {f}: [{code}] {msg}");
+        }
     }
     Ok(())
+}
+
+/// Time each document spends in each ingest stage, summed.
+#[derive(Default)]
+struct StageClock {
+    current: std::collections::HashMap<uuid::Uuid, (DocStatus, std::time::Instant)>,
+    totals: std::collections::BTreeMap<&'static str, f64>,
+}
+
+impl StageClock {
+    fn enter(&mut self, doc: uuid::Uuid, stage: DocStatus) {
+        let now = std::time::Instant::now();
+        if let Some((prev, since)) = self.current.get(&doc).copied() {
+            if prev == stage {
+                return;
+            }
+            *self.totals.entry(prev.as_str()).or_default() += now.duration_since(since).as_secs_f64();
+        }
+        if stage.is_terminal() {
+            self.current.remove(&doc);
+        } else {
+            self.current.insert(doc, (stage, now));
+        }
+    }
 }
 
 fn filter_for(cfg: &Config, collection: Option<String>) -> AccessFilter {

@@ -54,24 +54,42 @@ pub enum SourceKind {
     Pdf,
     Markdown,
     Text,
+    Docx,
+    Html,
+    Csv,
+    /// An e-mail message (RFC 5322 / MIME); attachments become child documents.
+    Eml,
+    /// A raster image (PNG, JPEG, TIFF), read by OCR.
+    Image,
 }
 
 impl SourceKind {
+    pub const ALL: [SourceKind; 8] = [
+        SourceKind::Pdf,
+        SourceKind::Markdown,
+        SourceKind::Text,
+        SourceKind::Docx,
+        SourceKind::Html,
+        SourceKind::Csv,
+        SourceKind::Eml,
+        SourceKind::Image,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Pdf => "pdf",
             SourceKind::Markdown => "markdown",
             SourceKind::Text => "text",
+            SourceKind::Docx => "docx",
+            SourceKind::Html => "html",
+            SourceKind::Csv => "csv",
+            SourceKind::Eml => "eml",
+            SourceKind::Image => "image",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pdf" => SourceKind::Pdf,
-            "markdown" => SourceKind::Markdown,
-            "text" => SourceKind::Text,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
     pub fn mime(self) -> &'static str {
@@ -79,7 +97,17 @@ impl SourceKind {
             SourceKind::Pdf => "application/pdf",
             SourceKind::Markdown => "text/markdown",
             SourceKind::Text => "text/plain",
+            SourceKind::Docx => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            SourceKind::Html => "text/html",
+            SourceKind::Csv => "text/csv",
+            SourceKind::Eml => "message/rfc822",
+            SourceKind::Image => "image/*",
         }
+    }
+
+    /// Whether the format has pages (so that a citation names a page).
+    pub fn is_paged(self) -> bool {
+        matches!(self, SourceKind::Pdf | SourceKind::Image)
     }
 }
 
@@ -101,6 +129,9 @@ pub struct Document {
     pub chunk_count: u32,
     /// The earlier version this one replaces when it becomes ready.
     pub supersedes: Option<Uuid>,
+    /// The document that carries this one (an e-mail for its attachment).
+    #[serde(default)]
+    pub parent_id: Option<Uuid>,
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,

@@ -8,10 +8,15 @@
 //! - every non-whitespace character of the text is in at least one chunk, and
 //!   consecutive chunks share at most the overlap budget.
 //!
-//! Blocks are split into pieces at sentence and line boundaries (words, then
-//! characters, for pieces larger than the budget) and packed greedily.
+//! - a table row (a line of a [`BlockKind::Table`] block) is never split
+//!   unless that row alone exceeds the budget.
+//!
+//! Prose is split into pieces at sentence and line boundaries (words, then
+//! characters, for pieces larger than the budget) and packed greedily; a
+//! chunk prefers to end at a paragraph break (a blank line) when one falls
+//! in the second half of its budget. Table blocks are split at rows only.
 
-use crate::extract::Block;
+use crate::extract::{Block, BlockKind};
 use docent_core::TokenCounter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +86,11 @@ pub fn chunk_blocks(blocks: &[Block], cfg: ChunkConfig, counter: &dyn TokenCount
     let mut i = 0;
     while i < blocks.len() {
         let mut j = i + 1;
-        while j < blocks.len() && blocks[j].page == blocks[i].page && blocks[j].heading_path == blocks[i].heading_path {
+        while j < blocks.len()
+            && blocks[j].page == blocks[i].page
+            && blocks[j].heading_path == blocks[i].heading_path
+            && blocks[j].kind == blocks[i].kind
+        {
             j += 1;
         }
         // Treat the group as one text: the blocks as joined in the document.
@@ -105,7 +114,7 @@ fn pack(
     counter: &dyn TokenCounter,
     out: &mut Vec<DraftChunk>,
 ) {
-    let pieces = split_pieces(text, max, counter);
+    let pieces = split_pieces(text, max, counter, pos.kind);
     if pieces.is_empty() {
         return;
     }
@@ -118,6 +127,20 @@ fn pack(
         while last < pieces.len() && (last == first || sum + pieces[last].tokens <= max) {
             sum += pieces[last].tokens;
             last += 1;
+        }
+        // More follows: end at the last paragraph break in the second half.
+        if last < pieces.len() {
+            let mut acc = 0usize;
+            let mut cut = None;
+            for (k, piece) in pieces.iter().enumerate().take(last).skip(first) {
+                acc += piece.tokens;
+                if k + 1 < last && acc * 2 >= max && ends_paragraph(&text[piece.start..piece.end]) {
+                    cut = Some(k + 1);
+                }
+            }
+            if let Some(c) = cut {
+                last = c;
+            }
         }
         // Verify with the real tokenizer; shrink if the join costs more.
         let (mut s, mut e) = trimmed(text, pieces[first].start, pieces[last - 1].end);
@@ -190,11 +213,21 @@ impl<'a> CharCursor<'a> {
     }
 }
 
-/// Splits text into pieces of at most `max` tokens each: sentences and lines,
-/// then words, then characters.
-fn split_pieces(text: &str, max: usize, counter: &dyn TokenCounter) -> Vec<Piece> {
+/// Whether a piece (which keeps its trailing whitespace) ends a paragraph.
+fn ends_paragraph(piece: &str) -> bool {
+    let trail = &piece[piece.trim_end().len()..];
+    trail.matches('\n').count() >= 2
+}
+
+/// Splits text into pieces of at most `max` tokens each: sentences and lines
+/// (rows only, for tables), then words, then characters.
+fn split_pieces(text: &str, max: usize, counter: &dyn TokenCounter, kind: BlockKind) -> Vec<Piece> {
     let mut out = Vec::new();
-    for (s, e) in sentence_spans(text) {
+    let spans = match kind {
+        BlockKind::Text => sentence_spans(text),
+        BlockKind::Table => line_spans(text),
+    };
+    for (s, e) in spans {
         let tokens = counter.count(&text[s..e]);
         if tokens == 0 {
             continue;
@@ -308,6 +341,31 @@ fn sentence_spans(text: &str) -> Vec<(usize, usize)> {
     spans
 }
 
+/// Line spans covering all of `text`, each keeping its trailing whitespace.
+fn line_spans(text: &str) -> Vec<(usize, usize)> {
+    let mut spans = Vec::new();
+    let mut start = 0usize;
+    let bytes = text.as_bytes();
+    let mut i = 0usize;
+    while i < bytes.len() {
+        if bytes[i] == b'\n' {
+            let mut end = i + 1;
+            while end < bytes.len() && (bytes[end] as char).is_ascii_whitespace() {
+                end += 1;
+            }
+            spans.push((start, end));
+            start = end;
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    if start < text.len() {
+        spans.push((start, text.len()));
+    }
+    spans
+}
+
 /// Word spans within [s, e), each keeping its trailing whitespace.
 fn word_spans(text: &str, s: usize, e: usize) -> Vec<(usize, usize)> {
     let mut spans = Vec::new();
@@ -344,10 +402,15 @@ mod tests {
     }
 
     fn block(text: &str, page: Option<u32>, path: &[&str]) -> Block {
+        Block::text(text.to_owned(), page, path.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    fn table(rows: &[String], path: &[&str]) -> Block {
         Block {
-            text: text.to_owned(),
-            page,
+            text: rows.join("\n"),
+            page: None,
             heading_path: path.iter().map(|s| (*s).to_owned()).collect(),
+            kind: BlockKind::Table,
         }
     }
 
@@ -433,8 +496,46 @@ mod tests {
         assert!(chunks.len() >= 1000 / 64);
     }
 
+    #[test]
+    fn chunks_prefer_paragraph_breaks() {
+        let para = |n: usize| (0..6).map(|i| format!("P{n} sentence {i}. ")).collect::<String>();
+        let text = format!("{}\n\n{}\n\n{}", para(1), para(2), para(3));
+        let chunks = check_invariants(
+            &[block(&text, None, &[])],
+            ChunkConfig {
+                max_tokens: 40,
+                overlap_tokens: 0,
+            },
+        );
+        // Each paragraph costs 24 tokens: a chunk holds one whole paragraph
+        // rather than one and a half.
+        assert!(chunks.len() >= 3, "{chunks:#?}");
+        for c in &chunks {
+            let firsts: std::collections::BTreeSet<&str> =
+                c.text.split_whitespace().filter(|w| w.starts_with('P')).collect();
+            assert_eq!(firsts.len(), 1, "a chunk mixes paragraphs: {:?}", c.text);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
+        #[test]
+        fn table_rows_are_never_split(
+            rows in proptest::collection::vec("[a-z]{1,6}(: [a-z0-9]{1,8}[.;]? ){1,6}", 1..40),
+            max in 30usize..80,
+            overlap in 0usize..8,
+        ) {
+            // Every row fits the smallest budget (a row costs at most 26 tokens).
+            let rows: Vec<String> = rows.iter().map(|r| r.trim().to_owned()).collect();
+            let blocks = vec![block("Intro text. More text.", None, &["T"]), table(&rows, &["T"])];
+            let chunks = check_invariants(&blocks, ChunkConfig { max_tokens: max, overlap_tokens: overlap });
+            for c in chunks.iter().filter(|c| c.text != "Intro text. More text.") {
+                for line in c.text.lines() {
+                    prop_assert!(rows.iter().any(|r| r == line), "row split: {line:?} in {:?}", c.text);
+                }
+            }
+        }
+
         #[test]
         fn invariants_hold(
             texts in proptest::collection::vec("[a-zA-Zéü0-9 .,!?\n-]{0,400}", 1..6),

@@ -8,19 +8,55 @@
 use crate::error::{IngestError, Result};
 use docent_core::SourceKind;
 
+/// How a block's lines are to be treated by the chunker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Prose: split at paragraphs, then sentences, then words.
+    #[default]
+    Text,
+    /// Each line is one record (a table row, a CSV record): never split
+    /// inside a line unless the line alone exceeds the token budget.
+    Table,
+}
+
 /// A run of text that shares one position: a page and a heading path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Block {
     pub text: String,
     pub page: Option<u32>,
     pub heading_path: Vec<String>,
+    pub kind: BlockKind,
 }
 
+impl Block {
+    pub fn text(text: String, page: Option<u32>, heading_path: Vec<String>) -> Self {
+        Self {
+            text,
+            page,
+            heading_path,
+            kind: BlockKind::Text,
+        }
+    }
+}
+
+/// A file carried inside another (an e-mail attachment), ingested as a child
+/// document of its carrier.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Extracted {
     pub title: Option<String>,
     pub pages: Option<u32>,
     pub blocks: Vec<Block>,
+    pub attachments: Vec<Attachment>,
+    /// Pages whose text came from OCR.
+    pub ocr_pages: Vec<u32>,
+    /// Pages left without text because they need OCR and none is available.
+    pub pages_needing_ocr: Vec<u32>,
 }
 
 /// Detects the kind from content, then checks the file name agrees.
@@ -33,41 +69,122 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<SourceKind> {
         .and_then(|e| e.to_str())
         .map(str::to_ascii_lowercase)
         .unwrap_or_default();
-    let head = &bytes[..bytes.len().min(1024)];
-    let is_pdf = head.windows(5).any(|w| w == b"%PDF-");
     let by_ext = match ext.as_str() {
         "pdf" => Some(SourceKind::Pdf),
         "md" | "markdown" => Some(SourceKind::Markdown),
-        "txt" | "text" | "" => Some(SourceKind::Text),
+        "txt" | "text" | "log" | "" => Some(SourceKind::Text),
+        "docx" => Some(SourceKind::Docx),
+        "html" | "htm" | "xhtml" => Some(SourceKind::Html),
+        "csv" | "tsv" => Some(SourceKind::Csv),
+        "eml" => Some(SourceKind::Eml),
+        "png" | "jpg" | "jpeg" | "tif" | "tiff" => Some(SourceKind::Image),
         _ => None,
     };
-    if is_pdf {
+    let mismatch = |holds: &str| IngestError::TypeMismatch(format!("{file_name:?} is named .{ext} but holds {holds}"));
+    // Binary formats, by magic bytes.
+    let sniffed = sniff_binary(bytes);
+    if let Some((kind, what)) = sniffed {
         return match by_ext {
-            Some(SourceKind::Pdf) | None => Ok(SourceKind::Pdf),
-            Some(_) if ext.is_empty() => Ok(SourceKind::Pdf),
-            Some(_) => Err(IngestError::TypeMismatch(format!(
-                "{file_name:?} is named .{ext} but holds a PDF"
-            ))),
+            Some(k) if k == kind => Ok(kind),
+            _ if ext.is_empty() => Ok(kind),
+            None => Ok(kind),
+            Some(_) => Err(mismatch(what)),
         };
+    }
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Err(match by_ext {
+            Some(SourceKind::Docx) => IngestError::Malformed {
+                kind: "docx",
+                message: "a ZIP archive without word/document.xml".to_owned(),
+            },
+            Some(_) if !ext.is_empty() => mismatch("a ZIP archive"),
+            _ => IngestError::UnsupportedType(format!(
+                "{file_name:?}: a ZIP archive that is not a Word document (supported: {SUPPORTED})"
+            )),
+        });
     }
     if looks_binary(bytes) {
         return Err(match by_ext {
-            Some(SourceKind::Pdf) => {
-                IngestError::TypeMismatch(format!("{file_name:?} is named .pdf but has no PDF header"))
-            }
-            Some(_) => IngestError::TypeMismatch(format!("{file_name:?} is named .{ext} but holds binary data")),
-            None => IngestError::UnsupportedType(format!("{file_name:?} (binary content)")),
+            Some(k) if k.is_binary_format() => mismatch(&format!("no {} signature", k.as_str().to_uppercase())),
+            Some(_) if !ext.is_empty() => mismatch("binary data"),
+            _ => IngestError::UnsupportedType(format!("{file_name:?} (binary content; supported: {SUPPORTED})")),
         });
     }
+    // Text formats: the extension decides, the content must not contradict it.
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let sniffed_text = sniff_text(&head);
     match by_ext {
-        Some(SourceKind::Pdf) => Err(IngestError::TypeMismatch(format!(
-            "{file_name:?} is named .pdf but holds text"
-        ))),
+        Some(k) if k.is_binary_format() => Err(mismatch("text")),
+        Some(SourceKind::Eml) if sniffed_text != Some(SourceKind::Eml) => Err(mismatch("no e-mail header block")),
+        Some(SourceKind::Text) if ext.is_empty() => Ok(sniffed_text.unwrap_or(SourceKind::Text)),
         Some(kind) => Ok(kind),
         None => Err(IngestError::UnsupportedType(format!(
-            "{file_name:?}: supported types are .pdf, .md, .txt"
+            "{file_name:?}: supported types are {SUPPORTED}"
         ))),
     }
+}
+
+const SUPPORTED: &str = ".pdf, .docx, .html, .md, .txt, .csv, .eml, .png, .jpg, .tiff";
+
+trait BinaryFormat {
+    fn is_binary_format(self) -> bool;
+}
+
+impl BinaryFormat for SourceKind {
+    fn is_binary_format(self) -> bool {
+        matches!(self, SourceKind::Pdf | SourceKind::Docx | SourceKind::Image)
+    }
+}
+
+fn sniff_binary(bytes: &[u8]) -> Option<(SourceKind, &'static str)> {
+    let head = &bytes[..bytes.len().min(1024)];
+    if head.windows(5).any(|w| w == b"%PDF-") {
+        return Some((SourceKind::Pdf, "a PDF"));
+    }
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n")
+        || bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+        || bytes.starts_with(b"II*\0")
+        || bytes.starts_with(b"MM\0*")
+    {
+        return Some((SourceKind::Image, "an image"));
+    }
+    if bytes.starts_with(b"PK\x03\x04") && docx::is_docx(bytes) {
+        return Some((SourceKind::Docx, "a Word document"));
+    }
+    None
+}
+
+/// Recognizes HTML and e-mail from the start of a text file.
+fn sniff_text(head: &str) -> Option<SourceKind> {
+    let trimmed = head.trim_start_matches('\u{feff}').trim_start();
+    let lower: String = trimmed.chars().take(512).collect::<String>().to_ascii_lowercase();
+    if lower.starts_with("<!doctype html") || lower.starts_with("<html") || lower.contains("<body") {
+        return Some(SourceKind::Html);
+    }
+    // An RFC 5322 header block: "Name: value" lines (or folded
+    // continuations) up to the first blank line, with known headers.
+    let mut known = 0;
+    for line in trimmed.lines().take(200) {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let Some((name, _)) = line.split_once(':') else {
+            return None;
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return None;
+        }
+        if matches!(
+            name.to_ascii_lowercase().as_str(),
+            "from" | "to" | "subject" | "date" | "message-id" | "mime-version" | "received" | "return-path"
+        ) {
+            known += 1;
+        }
+    }
+    (known >= 2).then_some(SourceKind::Eml)
 }
 
 fn looks_binary(bytes: &[u8]) -> bool {
@@ -84,17 +201,25 @@ fn looks_binary(bytes: &[u8]) -> bool {
 
 /// Extracts text with positions. CPU-bound: call from a blocking thread.
 pub fn extract(kind: SourceKind, bytes: &[u8]) -> Result<Extracted> {
-    let result = std::panic::catch_unwind(|| match kind {
-        SourceKind::Pdf => crate::extract::pdf::extract_pdf(bytes),
-        SourceKind::Markdown => {
-            let text = std::str::from_utf8(bytes).map_err(|_| IngestError::NotUtf8)?;
-            Ok(markdown::extract_markdown(text))
-        }
-        SourceKind::Text => {
-            let text = std::str::from_utf8(bytes).map_err(|_| IngestError::NotUtf8)?;
-            Ok(plain_text(text))
-        }
-    });
+    extract_with(kind, bytes, &Limits::default())
+}
+
+/// [`extract`] under explicit limits (unzipped size cap, OCR mode).
+pub fn extract_with(kind: SourceKind, bytes: &[u8], limits: &Limits) -> Result<Extracted> {
+    let text = |bytes: &[u8]| -> Result<String> {
+        let s = std::str::from_utf8(bytes).map_err(|_| IngestError::NotUtf8)?;
+        Ok(s.trim_start_matches('\u{feff}').to_owned())
+    };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match kind {
+        SourceKind::Pdf => pdf::extract_pdf(bytes, limits),
+        SourceKind::Markdown => Ok(markdown::extract_markdown(&text(bytes)?)),
+        SourceKind::Text => Ok(plain_text(&text(bytes)?)),
+        SourceKind::Docx => docx::extract_docx(bytes, limits),
+        SourceKind::Html => Ok(html::extract_html(&String::from_utf8_lossy(bytes))),
+        SourceKind::Csv => delimited::extract_csv(bytes),
+        SourceKind::Eml => eml::extract_eml(bytes),
+        SourceKind::Image => ocr::extract_image(bytes, limits),
+    }));
     let extracted = match result {
         Ok(r) => r?,
         Err(panic) => {
@@ -106,13 +231,23 @@ pub fn extract(kind: SourceKind, bytes: &[u8]) -> Result<Extracted> {
             return Err(IngestError::ExtractorPanic(msg));
         }
     };
-    if extracted.blocks.iter().all(|b| b.text.trim().is_empty()) {
+    if extracted.blocks.iter().all(|b| b.text.trim().is_empty()) && extracted.attachments.is_empty() {
         return Err(match kind {
-            SourceKind::Pdf => IngestError::NeedsOcr,
+            SourceKind::Pdf | SourceKind::Image => IngestError::NeedsOcr,
             _ => IngestError::Empty,
         });
     }
     Ok(extracted)
+}
+
+/// Whether scanned pages and images are sent to OCR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OcrMode {
+    /// Use tesseract (and pdftoppm for PDF pages) when installed.
+    #[default]
+    Auto,
+    /// Never run OCR; pages without text are reported as `needs_ocr`.
+    Off,
 }
 
 /// Limits applied to one document's extraction.
@@ -120,6 +255,10 @@ pub fn extract(kind: SourceKind, bytes: &[u8]) -> Result<Extracted> {
 pub struct Limits {
     pub timeout: std::time::Duration,
     pub max_pages: u32,
+    /// Cap on the bytes decompressed from a ZIP container (DOCX): a
+    /// zip bomb fails with `too_large` once it inflates past this.
+    pub max_unzipped_bytes: u64,
+    pub ocr: OcrMode,
 }
 
 impl Default for Limits {
@@ -127,6 +266,8 @@ impl Default for Limits {
         Self {
             timeout: std::time::Duration::from_secs(120),
             max_pages: 5000,
+            max_unzipped_bytes: 256 << 20,
+            ocr: OcrMode::Auto,
         }
     }
 }
@@ -136,10 +277,16 @@ impl Default for Limits {
 /// the caller gets `timeout` and nothing is written.
 pub fn extract_bounded(kind: SourceKind, bytes: std::sync::Arc<Vec<u8>>, limits: Limits) -> Result<Extracted> {
     let (tx, rx) = std::sync::mpsc::channel();
+    let deadline = std::time::Instant::now() + limits.timeout;
     let spawned = std::thread::Builder::new()
         .name("docent-extract".into())
         .spawn(move || {
-            let _ = tx.send(extract(kind, &bytes));
+            let limits = Limits {
+                // OCR subprocesses are killed at the same deadline.
+                timeout: deadline.saturating_duration_since(std::time::Instant::now()),
+                ..limits
+            };
+            let _ = tx.send(extract_with(kind, &bytes, &limits));
         });
     if let Err(e) = spawned {
         return Err(IngestError::Io(e));
@@ -164,21 +311,32 @@ fn plain_text(text: &str) -> Extracted {
     Extracted {
         title: None,
         pages: None,
-        blocks: vec![Block {
-            text,
-            page: None,
-            heading_path: Vec::new(),
-        }],
+        blocks: vec![Block::text(text, None, Vec::new())],
+        ..Extracted::default()
     }
 }
 
-/// Normalizes line endings and strips control characters other than newline
-/// and tab; keeps all other text as is.
+/// Normalizes line endings, expands typographic ligatures (U+FB00..FB06)
+/// and strips control characters other than newline and tab; keeps all
+/// other text as is.
 pub fn normalize(text: &str) -> String {
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    text.chars()
-        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\u{FB00}' => out.push_str("ff"),
+            '\u{FB01}' => out.push_str("fi"),
+            '\u{FB02}' => out.push_str("fl"),
+            '\u{FB03}' => out.push_str("ffi"),
+            '\u{FB04}' => out.push_str("ffl"),
+            '\u{FB05}' | '\u{FB06}' => out.push_str("st"),
+            '\u{00A0}' => out.push(' '),
+            '\u{00AD}' => {}
+            c if c.is_control() && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 pub mod markdown {
@@ -196,11 +354,9 @@ pub mod markdown {
         let mut in_fence = false;
         let flush = |current: &mut String, path: &[(usize, String)], blocks: &mut Vec<Block>| {
             if !current.trim().is_empty() {
-                blocks.push(Block {
-                    text: std::mem::take(current),
-                    page: None,
-                    heading_path: path.iter().map(|(_, h)| h.clone()).collect(),
-                });
+                let text = std::mem::take(current);
+                let path = path.iter().map(|(_, h)| h.clone()).collect();
+                blocks.push(Block::text(text, None, path));
             } else {
                 current.clear();
             }
@@ -230,8 +386,8 @@ pub mod markdown {
         flush(&mut current, &path, &mut blocks);
         Extracted {
             title,
-            pages: None,
             blocks,
+            ..Extracted::default()
         }
     }
 
@@ -272,128 +428,12 @@ pub mod markdown {
     }
 }
 
-pub mod pdf {
-    //! PDF through lopdf: text per page, in content-stream order. Encrypted
-    //! files that open with the empty password are read; others fail with
-    //! `encrypted`.
-    use super::{normalize, Block, Extracted};
-    use crate::error::{IngestError, Result};
-
-    /// Cap on the decompressed content of one page (zip-bomb guard).
-    const MAX_PAGE_CONTENT: usize = 64 << 20;
-
-    pub fn extract_pdf(bytes: &[u8]) -> Result<Extracted> {
-        let mut doc = match lopdf::Document::load_mem(bytes) {
-            Ok(d) => d,
-            Err(lopdf::Error::Decryption(_)) | Err(lopdf::Error::InvalidPassword) => {
-                return Err(IngestError::Encrypted)
-            }
-            Err(e) => {
-                return Err(IngestError::Malformed {
-                    kind: "pdf",
-                    message: e.to_string(),
-                })
-            }
-        };
-        if doc.is_encrypted() && doc.decrypt("").is_err() {
-            return Err(IngestError::Encrypted);
-        }
-        let title = info_title(&doc);
-        let pages = doc.get_pages();
-        let page_count = u32::try_from(pages.len()).unwrap_or(u32::MAX);
-        let mut blocks = Vec::with_capacity(pages.len());
-        let mut errors = 0usize;
-        let mut last_error = None;
-        for (&number, _) in pages.iter() {
-            match doc.extract_text_with_limit(&[number], MAX_PAGE_CONTENT) {
-                Ok(text) => {
-                    let text = clean_page(&normalize(&text));
-                    blocks.push(Block {
-                        text,
-                        page: Some(number),
-                        heading_path: Vec::new(),
-                    });
-                }
-                Err(e) => {
-                    errors += 1;
-                    last_error = Some(e.to_string());
-                }
-            }
-        }
-        if blocks.is_empty() && errors > 0 {
-            return Err(IngestError::Malformed {
-                kind: "pdf",
-                message: last_error.unwrap_or_default(),
-            });
-        }
-        if page_count == 0 {
-            return Err(IngestError::Malformed {
-                kind: "pdf",
-                message: "no pages".to_owned(),
-            });
-        }
-        Ok(Extracted {
-            title,
-            pages: Some(page_count),
-            blocks,
-        })
-    }
-
-    fn info_title(doc: &lopdf::Document) -> Option<String> {
-        let info = doc.trailer.get(b"Info").ok()?;
-        let dict = match info {
-            lopdf::Object::Reference(id) => doc.get_dictionary(*id).ok()?,
-            lopdf::Object::Dictionary(d) => d,
-            _ => return None,
-        };
-        let raw = dict.get(b"Title").ok()?.as_str().ok()?;
-        let title = lopdf::decode_text_string(&lopdf::Object::String(raw.to_vec(), lopdf::StringFormat::Literal))
-            .ok()
-            .unwrap_or_else(|| String::from_utf8_lossy(raw).into_owned());
-        let title = title.trim().to_owned();
-        (!title.is_empty()).then_some(title)
-    }
-
-    /// Joins words hyphenated across a line break and trims trailing spaces.
-    fn clean_page(text: &str) -> String {
-        let mut out = String::with_capacity(text.len());
-        let mut lines = text.lines().peekable();
-        while let Some(line) = lines.next() {
-            let line = line.trim_end();
-            let next_starts_lower = lines
-                .peek()
-                .and_then(|n| n.trim_start().chars().next())
-                .is_some_and(char::is_lowercase);
-            if line.ends_with('-') && line.len() > 1 && next_starts_lower {
-                let prev = line[..line.len() - 1].chars().last();
-                if prev.is_some_and(char::is_alphabetic) {
-                    out.push_str(&line[..line.len() - 1]);
-                    continue;
-                }
-            }
-            out.push_str(line);
-            out.push('\n');
-        }
-        out
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn hyphenation_is_joined() {
-            assert_eq!(clean_page("infor-\nmation here\n"), "information here\n");
-            assert_eq!(clean_page("well-\nKnown\n"), "well-\nKnown\n");
-        }
-
-        #[test]
-        fn garbage_is_malformed_not_panic() {
-            let err = extract_pdf(b"%PDF-1.4\n garbage garbage").unwrap_err();
-            assert_eq!(err.code(), "malformed");
-        }
-    }
-}
+pub mod delimited;
+pub mod docx;
+pub mod eml;
+pub mod html;
+pub mod ocr;
+pub mod pdf;
 
 #[cfg(test)]
 mod tests {

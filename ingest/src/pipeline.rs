@@ -82,7 +82,13 @@ struct Prepared {
     doc: Document,
     pages: Option<u32>,
     chunks: Vec<Chunk>,
+    attachments: Vec<extract::Attachment>,
+    /// A note kept on a ready document (pages left unread).
+    note: Option<String>,
 }
+
+/// Attachments inside attachments are followed this deep.
+const MAX_NESTING: usize = 3;
 
 pub struct Ingestor {
     store: Store,
@@ -133,21 +139,30 @@ impl Ingestor {
     /// anything is stored.
     #[instrument(skip(self, new), fields(file = %new.file_name, bytes = new.bytes.len()))]
     pub async fn submit(&self, new: NewDocument) -> Result<Submitted> {
+        self.submit_inner(new, None).await
+    }
+
+    async fn submit_inner(&self, new: NewDocument, parent_id: Option<Uuid>) -> Result<Submitted> {
         let kind = extract::detect(&new.bytes, &new.file_name)?;
         if new.access.is_empty() {
             warn!("document submitted without access labels; it will be visible to nobody");
         }
         let hash = sha256_hex(&new.bytes);
-        if let Some(doc) = self.store.find_by_hash(&new.collection, &hash).await? {
-            info!(doc_id = %doc.id, "identical content already ingested");
-            return Ok(Submitted::Duplicate { doc });
+        // Attachments belong to their carrier: never de-duplicated against
+        // other documents, never versions of anything.
+        let mut supersedes = None;
+        if parent_id.is_none() {
+            if let Some(doc) = self.store.find_by_hash(&new.collection, &hash).await? {
+                info!(doc_id = %doc.id, "identical content already ingested");
+                return Ok(Submitted::Duplicate { doc });
+            }
+            // A new version of the same source replaces the live one when ready.
+            supersedes = self
+                .store
+                .find_ready_by_source(&new.collection, &new.source)
+                .await?
+                .map(|d| d.id);
         }
-        // A new version of the same source replaces the live one when ready.
-        let supersedes = self
-            .store
-            .find_ready_by_source(&new.collection, &new.source)
-            .await?
-            .map(|d| d.id);
         write_atomic(&self.blob_path(&hash), &new.bytes)?;
         let now = now_rfc3339();
         let title = new
@@ -169,6 +184,7 @@ impl Ingestor {
             error: None,
             chunk_count: 0,
             supersedes,
+            parent_id,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -201,6 +217,10 @@ impl Ingestor {
     /// Results come back in input order; one bad file never fails the others.
     #[instrument(skip_all, fields(jobs = jobs.len()))]
     pub async fn run_many(&self, jobs: &[(Uuid, Uuid)], progress: &dyn Progress) -> Vec<Result<Document>> {
+        self.run_nested(jobs, progress, 0).await
+    }
+
+    async fn run_nested(&self, jobs: &[(Uuid, Uuid)], progress: &dyn Progress, depth: usize) -> Vec<Result<Document>> {
         let mut results: Vec<Option<Result<Document>>> = (0..jobs.len()).map(|_| None).collect();
         let mut prepared: Vec<(usize, Prepared)> = Vec::new();
         for (i, &(job_id, doc_id)) in jobs.iter().enumerate() {
@@ -214,6 +234,11 @@ impl Ingestor {
                 Ok(docs) => {
                     for ((i, _), d) in prepared.iter().zip(docs) {
                         results[*i] = Some(Ok(d));
+                    }
+                    for (_, p) in &prepared {
+                        if !p.attachments.is_empty() {
+                            Box::pin(self.ingest_attachments(p, progress, depth)).await;
+                        }
                     }
                 }
                 Err(e) => {
@@ -280,11 +305,22 @@ impl Ingestor {
         })
         .await
         .map_err(|e| IngestError::ExtractorPanic(e.to_string()))??;
-        if drafts.is_empty() {
+        if drafts.is_empty() && extracted.attachments.is_empty() {
             return Err(match kind {
-                SourceKind::Pdf => IngestError::NeedsOcr,
+                SourceKind::Pdf | SourceKind::Image => IngestError::NeedsOcr,
                 _ => IngestError::Empty,
             });
+        }
+        let note = (!extracted.pages_needing_ocr.is_empty()).then(|| {
+            let pages: Vec<String> = extracted.pages_needing_ocr.iter().map(u32::to_string).collect();
+            format!(
+                "needs_ocr: {} page(s) have no text layer and were not read (pages {}); install tesseract-ocr and poppler-utils to read them",
+                pages.len(),
+                pages.join(", ")
+            )
+        });
+        if !extracted.ocr_pages.is_empty() {
+            info!(%doc_id, pages = extracted.ocr_pages.len(), "pages read by OCR");
         }
         // Prefer the document's own title over a file-name fallback.
         if let Some(t) = &extracted.title {
@@ -313,6 +349,8 @@ impl Ingestor {
             doc,
             pages: extracted.pages,
             chunks,
+            attachments: extracted.attachments,
+            note,
         })
     }
 
@@ -383,6 +421,11 @@ impl Ingestor {
                 info!(doc_id = %p.doc.id, removed = %old, "one version of the source replaces another");
                 self.remove_from_indexes(old).await?;
                 self.remove_blob_if_unused(&hash).await?;
+                self.delete_children(old).await?;
+            }
+            if let Some(note) = &p.note {
+                warn!(doc_id = %p.doc.id, note = %note, "document ready with unread pages");
+                self.store.set_status(p.doc.id, DocStatus::Ready, Some(note)).await?;
             }
             self.store.update_job(p.job_id, DocStatus::Ready, 1.0, None).await?;
             progress.update(p.doc.id, DocStatus::Ready, 1.0);
@@ -407,7 +450,54 @@ impl Ingestor {
         self.store.delete_document(doc_id).await?;
         self.remove_from_indexes(doc_id).await?;
         self.remove_blob_if_unused(&doc.content_hash).await?;
+        self.delete_children(doc_id).await?;
         Ok(true)
+    }
+
+    /// Deletes what a document carried (its attachments), recursively.
+    async fn delete_children(&self, parent: Uuid) -> Result<()> {
+        let mut pending = vec![parent];
+        while let Some(p) = pending.pop() {
+            for child in self.store.children_of(p).await? {
+                self.store.delete_document(child.id).await?;
+                self.remove_from_indexes(child.id).await?;
+                self.remove_blob_if_unused(&child.content_hash).await?;
+                pending.push(child.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Ingests a ready document's attachments as its children. A bad
+    /// attachment is logged and skipped; it never fails the carrier.
+    async fn ingest_attachments(&self, p: &Prepared, progress: &dyn Progress, depth: usize) {
+        if depth >= MAX_NESTING {
+            warn!(doc_id = %p.doc.id, "attachments nested too deep; not ingested");
+            return;
+        }
+        let mut jobs = Vec::new();
+        for (n, a) in p.attachments.iter().enumerate() {
+            let new = NewDocument {
+                bytes: a.bytes.clone(),
+                file_name: a.file_name.clone(),
+                source: format!("{}#attachment/{}/{}", p.doc.source, n + 1, a.file_name),
+                collection: p.doc.collection.clone(),
+                access: p.doc.access.clone(),
+                title: Some(format!("{} — {}", p.doc.title, a.file_name)),
+            };
+            match self.submit_inner(new, Some(p.doc.id)).await {
+                Ok(Submitted::Queued { doc, job }) => jobs.push((job.id, doc.id)),
+                Ok(Submitted::Duplicate { .. }) => {}
+                Err(e) => {
+                    warn!(doc_id = %p.doc.id, attachment = %a.file_name, code = e.code(), error = %e, "attachment skipped")
+                }
+            }
+        }
+        for r in self.run_nested(&jobs, progress, depth + 1).await {
+            if let Err(e) = r {
+                warn!(doc_id = %p.doc.id, code = e.code(), error = %e, "attachment failed");
+            }
+        }
     }
 
     /// Blobs are shared by identical bytes (in other collections, or a

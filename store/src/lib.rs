@@ -69,7 +69,7 @@ fn opt_u32(v: Option<i64>) -> Option<u32> {
     v.and_then(|x| u32::try_from(x).ok())
 }
 
-const DOC_COLUMNS: &str = "id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, supersedes, created_at, updated_at";
+const DOC_COLUMNS: &str = "id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, supersedes, parent_id, created_at, updated_at";
 const CHUNK_COLUMNS: &str = "id, doc_id, ordinal, text, page, heading_path, char_start, char_end, token_count";
 
 fn doc_from_row(row: &AnyRow) -> Result<Document> {
@@ -90,6 +90,10 @@ fn doc_from_row(row: &AnyRow) -> Result<Document> {
         chunk_count: u32::try_from(row.try_get::<i64, _>("chunk_count")?).unwrap_or(0),
         supersedes: row
             .try_get::<Option<String>, _>("supersedes")?
+            .map(|s| parse_uuid("documents", &s))
+            .transpose()?,
+        parent_id: row
+            .try_get::<Option<String>, _>("parent_id")?
             .map(|s| parse_uuid("documents", &s))
             .transpose()?,
         created_at: row.try_get("created_at")?,
@@ -198,8 +202,8 @@ impl Store {
 
     pub async fn insert_document(&self, doc: &Document) -> Result<()> {
         sqlx::query(
-            "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at, supersedes)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at, supersedes, parent_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(doc.id.to_string())
         .bind(&doc.collection)
@@ -216,6 +220,7 @@ impl Store {
         .bind(&doc.created_at)
         .bind(&doc.updated_at)
         .bind(doc.supersedes.map(|u| u.to_string()))
+        .bind(doc.parent_id.map(|u| u.to_string()))
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -561,6 +566,17 @@ impl Store {
     }
 
     /// Any document (in any collection, any status) with these bytes.
+    /// Documents carried by `parent` (its attachments), any status.
+    pub async fn children_of(&self, parent: Uuid) -> Result<Vec<Document>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DOC_COLUMNS} FROM documents WHERE parent_id = $1 ORDER BY created_at, id"
+        ))
+        .bind(parent.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(doc_from_row).collect()
+    }
+
     pub async fn find_any_by_hash(&self, hash: &str) -> Result<Option<Document>> {
         let row = sqlx::query(&format!(
             "SELECT {DOC_COLUMNS} FROM documents WHERE content_hash = $1 LIMIT 1"

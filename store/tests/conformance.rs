@@ -22,6 +22,7 @@ fn doc(collection: &str, hash: &str, access: &[&str]) -> Document {
         error: None,
         chunk_count: 0,
         supersedes: None,
+        parent_id: None,
         created_at: now.clone(),
         updated_at: now,
     }
@@ -137,6 +138,19 @@ async fn suite(store: Store) {
     assert!(store.chunks_of(d.id).await.expect("chunks").is_empty());
     assert!(store.get_job(job.id).await.expect("job").is_none());
     store.ping().await.expect("ping");
+
+    // Children (attachments) name their carrier.
+    let carrier = doc("c9", "mail", &["everyone"]);
+    store.insert_document(&carrier).await.expect("carrier");
+    let child = Document {
+        parent_id: Some(carrier.id),
+        ..doc("c9", "attachment", &["everyone"])
+    };
+    store.insert_document(&child).await.expect("child");
+    let children = store.children_of(carrier.id).await.expect("children");
+    assert_eq!(children.iter().map(|d| d.id).collect::<Vec<_>>(), vec![child.id]);
+    assert_eq!(children[0].parent_id, Some(carrier.id));
+    assert!(store.children_of(child.id).await.expect("none").is_empty());
 
     // Versions: the newest ready version of a source wins, atomically.
     let v1 = doc("c1", "v1", &["everyone"]);

@@ -183,3 +183,138 @@ pub fn make_pdf(pages: &[&[&str]]) -> Vec<u8> {
     doc.save_to(&mut buf).expect("save pdf");
     buf
 }
+
+/// A DOCX whose word/document.xml body is `body` (WordprocessingML).
+pub fn make_docx(body: &str) -> Vec<u8> {
+    use std::io::Write;
+    let doc = format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
+    );
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut z = zip::ZipWriter::new(&mut out);
+        let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        z.start_file("[Content_Types].xml", opts).expect("zip");
+        z.write_all(b"<Types/>").expect("zip");
+        z.start_file("word/document.xml", opts).expect("zip");
+        z.write_all(doc.as_bytes()).expect("zip");
+        z.finish().expect("zip");
+    }
+    out.into_inner()
+}
+
+/// A WordprocessingML paragraph, optionally with a style id.
+pub fn docx_p(style: Option<&str>, text: &str) -> String {
+    let ppr = style
+        .map(|s| format!(r#"<w:pPr><w:pStyle w:val="{s}"/></w:pPr>"#))
+        .unwrap_or_default();
+    format!(r#"<w:p>{ppr}<w:r><w:t xml:space="preserve">{text}</w:t></w:r></w:p>"#)
+}
+
+/// A WordprocessingML table, one row per entry.
+pub fn docx_table(rows: &[&[&str]]) -> String {
+    let mut t = String::from("<w:tbl>");
+    for r in rows {
+        t.push_str("<w:tr>");
+        for c in *r {
+            t.push_str(&format!("<w:tc>{}</w:tc>", docx_p(None, c)));
+        }
+        t.push_str("</w:tr>");
+    }
+    t.push_str("</w:tbl>");
+    t
+}
+
+/// Runs a poppler/tesseract tool; these are installed by scripts/ensure-tools.sh.
+pub fn tool(name: &str) -> std::process::Command {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    assert!(found, "{name} is not installed: scripts/ensure-tools.sh installs it");
+    std::process::Command::new(name)
+}
+
+/// Renders page 1 of a PDF to an 8-bit grey image: (width, height, pixels).
+pub fn render_gray(pdf: &[u8], dpi: u32) -> (u32, u32, Vec<u8>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.pdf");
+    std::fs::write(&input, pdf).expect("write pdf");
+    let out = dir.path().join("page");
+    let status = tool("pdftoppm")
+        .args(["-gray", "-singlefile", "-r", &dpi.to_string()])
+        .arg(&input)
+        .arg(&out)
+        .status()
+        .expect("pdftoppm");
+    assert!(status.success());
+    let pgm = std::fs::read(out.with_extension("pgm")).expect("read pgm");
+    // Binary PGM: "P5" width height maxval, then one byte per pixel.
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while pgm[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        while !pgm[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        fields.push(String::from_utf8_lossy(&pgm[start..i]).into_owned());
+    }
+    assert_eq!(fields[0], "P5");
+    let (w, h): (u32, u32) = (fields[1].parse().expect("w"), fields[2].parse().expect("h"));
+    let pixels = pgm[i + 1..].to_vec();
+    assert_eq!(pixels.len(), (w * h) as usize);
+    (w, h, pixels)
+}
+
+/// A one-page PDF holding only an image of the given grey pixels: what a
+/// scanner produces (no text layer).
+pub fn make_scanned_pdf(w: u32, h: u32, pixels: Vec<u8>, dpi: u32) -> Vec<u8> {
+    use lopdf::{dictionary, Document, Object, Stream};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let mut image = Stream::new(
+        dictionary! {
+            "Type" => "XObject", "Subtype" => "Image", "Width" => i64::from(w), "Height" => i64::from(h),
+            "ColorSpace" => "DeviceGray", "BitsPerComponent" => 8,
+        },
+        pixels,
+    );
+    image.compress().expect("compress");
+    let image_id = doc.add_object(image);
+    let (pw, ph) = (w as f32 * 72.0 / dpi as f32, h as f32 * 72.0 / dpi as f32);
+    let content = format!("q {pw} 0 0 {ph} 0 0 cm /Im0 Do Q");
+    let content_id = doc.add_object(Stream::new(dictionary! {}, content.into_bytes()));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
+        "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image_id } },
+        "MediaBox" => vec![0.into(), 0.into(), Object::Real(pw), Object::Real(ph)],
+    });
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut buf = Vec::new();
+    doc.save_to(&mut buf).expect("save pdf");
+    buf
+}
+
+/// PNG bytes of page 1 of a PDF.
+pub fn render_png(pdf: &[u8], dpi: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.pdf");
+    std::fs::write(&input, pdf).expect("write pdf");
+    let out = dir.path().join("page");
+    let status = tool("pdftoppm")
+        .args(["-png", "-singlefile", "-r", &dpi.to_string()])
+        .arg(&input)
+        .arg(&out)
+        .status()
+        .expect("pdftoppm");
+    assert!(status.success());
+    std::fs::read(out.with_extension("png")).expect("read png")
+}

@@ -22,6 +22,8 @@ pub struct DocumentDto {
     pub chunk_count: u32,
     /// The version this one replaces once it is ready.
     pub supersedes: Option<Uuid>,
+    /// The carrier document (an e-mail) when this one is its attachment.
+    pub parent_id: Option<Uuid>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -42,6 +44,7 @@ impl From<Document> for DocumentDto {
             error: d.error,
             chunk_count: d.chunk_count,
             supersedes: d.supersedes,
+            parent_id: d.parent_id,
             created_at: d.created_at,
             updated_at: d.updated_at,
         }
