@@ -1,5 +1,5 @@
-//! `docent`: CLI and wiring only. Subcommands: serve, ingest, search, ask,
-//! check, eval.
+//! `docent`: CLI and wiring only. Subcommands: serve, ingest, extract,
+//! search, ask, check, reindex, models, eval.
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
@@ -38,7 +38,7 @@ enum Cmd {
         #[arg(long)]
         host: Option<String>,
     },
-    /// Ingest files and directories (.pdf, .md, .txt).
+    /// Ingest files and directories (.pdf .docx .html .md .txt .csv .eml, images).
     Ingest {
         paths: Vec<PathBuf>,
         #[arg(long)]
@@ -46,6 +46,13 @@ enum Cmd {
         /// Comma-separated access labels.
         #[arg(long)]
         access: Option<String>,
+    },
+    /// Show what docent reads from one file (type, pages, positioned text),
+    /// without storing anything.
+    Extract {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Hybrid search.
     Search {
@@ -128,7 +135,7 @@ fn init_tracing(json: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("DOCENT_LOG").unwrap_or_else(|_| {
         EnvFilter::new(
-            "info,mistralrs_core=error,mistralrs_quant=warn,qdrant_edge=error,ort=warn,tantivy=warn,sqlx=warn",
+            "info,mistralrs_core=error,mistralrs_quant=warn,qdrant_edge=error,ort=warn,tantivy=warn,sqlx=warn,lopdf=error",
         )
     });
     let b = tracing_subscriber::fmt()
@@ -165,6 +172,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             json,
         } => search(cfg, &query, k, mode, collection, json).await,
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
+        Cmd::Extract { file, json } => extract_file(&cfg, &file, json),
         Cmd::Models { json } => {
             let list = model_provenance(&cfg)?;
             if json {
@@ -338,6 +346,94 @@ fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         }
     }
     Ok(out)
+}
+
+fn extract_file(cfg: &Config, file: &Path, json: bool) -> anyhow::Result<()> {
+    use docent_ingest::extract;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let limits = extract::Limits {
+        timeout: std::time::Duration::from_secs(cfg.ingest.extract_timeout_secs),
+        max_pages: cfg.ingest.max_pages,
+        max_unzipped_bytes: cfg.ingest.max_unzipped_mb.saturating_mul(1 << 20),
+        ocr: if cfg.ingest.ocr == "off" {
+            extract::OcrMode::Off
+        } else {
+            extract::OcrMode::Auto
+        },
+    };
+    let result = extract::detect(&bytes, name)
+        .and_then(|kind| extract::extract_bounded(kind, Arc::new(bytes), limits).map(|e| (kind, e)));
+    let (kind, ex) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"error": {"code": e.code(), "message": e.to_string()}})
+                );
+            } else {
+                println!("{}: [{}] {e}", file.display(), e.code());
+            }
+            std::process::exit(1);
+        }
+    };
+    if json {
+        let blocks: Vec<serde_json::Value> = ex
+            .blocks
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "page": b.page, "heading_path": b.heading_path,
+                    "table": b.kind == extract::BlockKind::Table, "text": b.text,
+                })
+            })
+            .collect();
+        let attachments: Vec<serde_json::Value> = ex
+            .attachments
+            .iter()
+            .map(|a| serde_json::json!({"file_name": a.file_name, "bytes": a.bytes.len()}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "kind": kind.as_str(), "title": ex.title, "pages": ex.pages, "ocr_pages": ex.ocr_pages,
+                "pages_needing_ocr": ex.pages_needing_ocr, "blocks": blocks, "attachments": attachments,
+            }))?
+        );
+        return Ok(());
+    }
+    println!("kind: {}", kind.as_str());
+    if let Some(t) = &ex.title {
+        println!("title: {t}");
+    }
+    if let Some(p) = ex.pages {
+        println!("pages: {p}");
+    }
+    if !ex.ocr_pages.is_empty() {
+        println!("read by OCR: pages {:?}", ex.ocr_pages);
+    }
+    if !ex.pages_needing_ocr.is_empty() {
+        println!("needs OCR (not read): pages {:?}", ex.pages_needing_ocr);
+    }
+    for b in &ex.blocks {
+        let mut pos = Vec::new();
+        if let Some(p) = b.page {
+            pos.push(format!("page {p}"));
+        }
+        if !b.heading_path.is_empty() {
+            pos.push(b.heading_path.join(" > "));
+        }
+        if b.kind == extract::BlockKind::Table {
+            pos.push("table".to_owned());
+        }
+        println!("--- {}", pos.join(" | "));
+        println!("{}", b.text.trim_end());
+    }
+    for a in &ex.attachments {
+        println!("attachment: {} ({} bytes)", a.file_name, a.bytes.len());
+    }
+    Ok(())
 }
 
 fn is_supported(p: &Path) -> bool {

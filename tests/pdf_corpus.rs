@@ -185,7 +185,7 @@ fn pdftotext(f: &std::path::Path) -> Option<String> {
     if let Ok(buf) = reader.join() {
         out = String::from_utf8_lossy(&buf).into_owned();
     }
-    (words(&out).len() >= 20).then_some(out)
+    (words(&out).len() >= 3).then_some(out)
 }
 
 fn words(s: &str) -> Vec<String> {

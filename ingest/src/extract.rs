@@ -127,11 +127,11 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<SourceKind> {
 const SUPPORTED: &str = ".pdf, .docx, .html, .md, .txt, .csv, .eml, .png, .jpg, .tiff";
 
 trait BinaryFormat {
-    fn is_binary_format(self) -> bool;
+    fn is_binary_format(&self) -> bool;
 }
 
 impl BinaryFormat for SourceKind {
-    fn is_binary_format(self) -> bool {
+    fn is_binary_format(&self) -> bool {
         matches!(self, SourceKind::Pdf | SourceKind::Docx | SourceKind::Image)
     }
 }
@@ -171,9 +171,7 @@ fn sniff_text(head: &str) -> Option<SourceKind> {
         if line.starts_with([' ', '\t']) {
             continue;
         }
-        let Some((name, _)) = line.split_once(':') else {
-            return None;
-        };
+        let (name, _) = line.split_once(':')?;
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return None;
         }

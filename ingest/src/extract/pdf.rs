@@ -301,10 +301,253 @@ impl Widths {
 }
 
 struct Font<'a> {
+    /// The font's own ToUnicode CMap, parsed by [`CMap`] (lopdf's parser
+    /// rejects many real-world CMaps outright).
+    cmap: Option<CMap>,
     primary: Encoding<'a>,
     fallback: Option<Encoding<'a>>,
     two_byte: bool,
+    /// A CID font whose codes are UTF-16 (a predefined `*-UCS2-*` or
+    /// `*-UTF16-*` CMap).
+    utf16_codes: bool,
+    /// A CID font with no way to map its glyphs to text (Identity-H without
+    /// a usable ToUnicode): its text is left out rather than emitted as
+    /// garbage, so that a page of it goes to OCR.
+    undecodable: bool,
     widths: Widths,
+}
+
+/// A ToUnicode CMap: character codes (of 1 to 4 bytes) to text.
+#[derive(Debug, Default)]
+struct CMap {
+    /// Code space ranges: (bytes, low, high).
+    space: Vec<(usize, u32, u32)>,
+    map: HashMap<u32, String>,
+}
+
+/// Cap on the entries one CMap may define (a bfrange can be huge).
+const MAX_CMAP_ENTRIES: usize = 200_000;
+
+#[derive(Debug, PartialEq)]
+enum Tok {
+    Hex(Vec<u8>),
+    Open,
+    Close,
+    Word(String),
+}
+
+fn cmap_tokens(data: &[u8]) -> Vec<Tok> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let c = data[i];
+        match c {
+            b'%' => {
+                while i < data.len() && data[i] != b'\n' && data[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'<' if data.get(i + 1) == Some(&b'<') => i += 2,
+            b'>' if data.get(i + 1) == Some(&b'>') => i += 2,
+            b'<' => {
+                let start = i + 1;
+                let end = data[start..]
+                    .iter()
+                    .position(|b| *b == b'>')
+                    .map_or(data.len(), |p| start + p);
+                let digits: Vec<u8> = data[start..end].iter().copied().filter(u8::is_ascii_hexdigit).collect();
+                let bytes = digits
+                    .chunks(2)
+                    .map(|p| {
+                        let s = std::str::from_utf8(p).unwrap_or("0");
+                        let v = u8::from_str_radix(s, 16).unwrap_or(0);
+                        if p.len() == 1 {
+                            v << 4
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                out.push(Tok::Hex(bytes));
+                i = end + 1;
+            }
+            b'[' => {
+                out.push(Tok::Open);
+                i += 1;
+            }
+            b']' => {
+                out.push(Tok::Close);
+                i += 1;
+            }
+            b'(' => {
+                // Literal strings (in CIDSystemInfo) are skipped, nesting included.
+                let mut depth = 0usize;
+                while i < data.len() {
+                    match data[i] {
+                        b'\\' => i += 1,
+                        b'(' => depth += 1,
+                        b')' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            c if c.is_ascii_whitespace() => i += 1,
+            _ => {
+                let start = i;
+                while i < data.len() && !data[i].is_ascii_whitespace() && !b"<>[]()%".contains(&data[i]) {
+                    i += 1;
+                }
+                if i == start {
+                    i += 1;
+                }
+                out.push(Tok::Word(String::from_utf8_lossy(&data[start..i]).into_owned()));
+            }
+        }
+    }
+    out
+}
+
+fn be(bytes: &[u8]) -> u32 {
+    bytes.iter().take(4).fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+}
+
+fn utf16(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|p| (u16::from(p[0]) << 8) | u16::from(*p.get(1).unwrap_or(&0)))
+        .collect();
+    String::from_utf16_lossy(&units)
+}
+
+impl CMap {
+    fn parse(data: &[u8]) -> Option<CMap> {
+        let toks = cmap_tokens(data);
+        let mut cmap = CMap::default();
+        let mut i = 0;
+        let mut section = "";
+        while i < toks.len() {
+            match &toks[i] {
+                Tok::Word(w) if w.starts_with("begin") => {
+                    section = match w.as_str() {
+                        "begincodespacerange" => "space",
+                        "beginbfchar" => "char",
+                        "beginbfrange" => "range",
+                        _ => "",
+                    };
+                    i += 1;
+                }
+                Tok::Word(w) if w.starts_with("end") => {
+                    section = "";
+                    i += 1;
+                }
+                Tok::Hex(lo) if section == "space" => {
+                    if let Some(Tok::Hex(hi)) = toks.get(i + 1) {
+                        if (1..=4).contains(&lo.len()) {
+                            cmap.space.push((lo.len(), be(lo), be(hi)));
+                        }
+                    }
+                    i += 2;
+                }
+                Tok::Hex(src) if section == "char" => {
+                    if let Some(Tok::Hex(dst)) = toks.get(i + 1) {
+                        if (1..=4).contains(&src.len()) && cmap.map.len() < MAX_CMAP_ENTRIES {
+                            cmap.map.insert(be(src), utf16(dst));
+                        }
+                    }
+                    i += 2;
+                }
+                Tok::Hex(lo) if section == "range" => {
+                    let (Some(Tok::Hex(hi)), Some(dst)) = (toks.get(i + 1), toks.get(i + 2)) else {
+                        i += 1;
+                        continue;
+                    };
+                    let n = lo.len();
+                    let (a, b) = (be(lo), be(hi));
+                    if !(1..=4).contains(&n) || b < a {
+                        i += 3;
+                        continue;
+                    }
+                    match dst {
+                        Tok::Hex(d) if !d.is_empty() => {
+                            let mut units: Vec<u16> = d
+                                .chunks(2)
+                                .map(|p| (u16::from(p[0]) << 8) | u16::from(*p.get(1).unwrap_or(&0)))
+                                .collect();
+                            for code in a..=b {
+                                if cmap.map.len() >= MAX_CMAP_ENTRIES {
+                                    break;
+                                }
+                                cmap.map.insert(code, String::from_utf16_lossy(&units));
+                                if let Some(last) = units.last_mut() {
+                                    *last = last.wrapping_add(1);
+                                }
+                            }
+                            i += 3;
+                        }
+                        Tok::Open => {
+                            let mut j = i + 3;
+                            let mut code = a;
+                            while let Some(Tok::Hex(d)) = toks.get(j) {
+                                if code <= b && cmap.map.len() < MAX_CMAP_ENTRIES {
+                                    cmap.map.insert(code, utf16(d));
+                                }
+                                code = code.saturating_add(1);
+                                j += 1;
+                            }
+                            i = j + 1;
+                        }
+                        _ => i += 3,
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        (!cmap.map.is_empty()).then_some(cmap)
+    }
+
+    /// Decodes a string of codes. Simple fonts (`cid == false`) always use
+    /// one-byte codes, whatever code space the CMap declares (producers often
+    /// declare <0000> <FFFF> for one-byte fonts); CID fonts use the code space,
+    /// else two bytes. Returns the text and how many codes had no mapping.
+    fn decode(&self, bytes: &[u8], cid: bool) -> (String, usize) {
+        let default_len = if cid { 2 } else { 1 };
+        let mut out = String::new();
+        let mut unmapped = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            let mut len = 0;
+            for n in (1..=4usize).filter(|_| cid) {
+                if i + n > bytes.len() {
+                    break;
+                }
+                let code = be(&bytes[i..i + n]);
+                if self
+                    .space
+                    .iter()
+                    .any(|&(l, lo, hi)| l == n && (lo..=hi).contains(&code))
+                {
+                    len = n;
+                    break;
+                }
+            }
+            if len == 0 {
+                len = default_len.min(bytes.len() - i).max(1);
+            }
+            match self.map.get(&be(&bytes[i..i + len])) {
+                Some(s) => out.push_str(s),
+                None => unmapped += 1,
+            }
+            i += len;
+        }
+        (out, unmapped)
+    }
 }
 
 fn deref<'a>(doc: &'a Document, o: &'a Object) -> Option<&'a Object> {
@@ -325,9 +568,15 @@ impl<'a> Font<'a> {
     fn new(doc: &'a Document, dict: &'a Dictionary) -> Font<'a> {
         let subtype = dict.get(b"Subtype").and_then(Object::as_name).unwrap_or(b"");
         let two_byte = subtype == b"Type0";
-        let lopdf_enc = dict
-            .get_font_encoding_with_limit(doc, MAX_CONTENT)
-            .unwrap_or(Encoding::SimpleEncoding(b"WinAnsiEncoding"));
+        let lopdf_result = dict.get_font_encoding_with_limit(doc, MAX_CONTENT);
+        let lopdf_failed = lopdf_result.is_err();
+        let lopdf_enc = lopdf_result.unwrap_or(Encoding::SimpleEncoding(b"WinAnsiEncoding"));
+        let lopdf_has_cmap = matches!(lopdf_enc, Encoding::UnicodeMapEncoding(_));
+        let encoding_name = dict.get(b"Encoding").and_then(Object::as_name).unwrap_or(b"");
+        let utf16_codes = two_byte
+            && [b"UCS2-H".as_slice(), b"UCS2-V", b"UTF16-H", b"UTF16-V"]
+                .iter()
+                .any(|suffix| encoding_name.ends_with(suffix));
         // For simple fonts lopdf prefers /Encoding; the ToUnicode CMap is
         // the better source when present.
         let to_unicode = (!two_byte && dict.get(b"ToUnicode").is_ok() && dict.get(b"Encoding").is_ok())
@@ -344,7 +593,24 @@ impl<'a> Font<'a> {
             Some(tu) => (tu, Some(lopdf_enc)),
             None => (lopdf_enc, None),
         };
+        let cmap = dict
+            .get(b"ToUnicode")
+            .ok()
+            .and_then(|o| deref(doc, o))
+            .and_then(|o| o.as_stream().ok())
+            .and_then(|st| {
+                st.decompressed_content_with_limit(MAX_CONTENT)
+                    .ok()
+                    .or_else(|| st.dict.get(b"Filter").is_err().then(|| st.content.clone()))
+            })
+            .and_then(|data| CMap::parse(&data));
+        // lopdf falls back to a one-byte table when a CID font has no usable
+        // ToUnicode: that would be garbage.
+        let undecodable = two_byte && cmap.is_none() && !utf16_codes && (lopdf_failed || !lopdf_has_cmap);
         Font {
+            utf16_codes,
+            undecodable,
+            cmap,
             primary,
             fallback,
             two_byte,
@@ -353,6 +619,21 @@ impl<'a> Font<'a> {
     }
 
     fn decode(&self, bytes: &[u8]) -> String {
+        if self.undecodable {
+            return String::new();
+        }
+        if self.utf16_codes && self.cmap.is_none() {
+            return utf16(bytes);
+        }
+        if let Some(cmap) = &self.cmap {
+            let (mut s, unmapped) = cmap.decode(bytes, self.two_byte);
+            // A partial CMap (common in subset fonts) is trusted only when it
+            // covers most codes; otherwise the font's encoding decides.
+            if unmapped * 2 <= bytes.len() / if self.two_byte { 2 } else { 1 } {
+                s.retain(|c| c != '\u{FFFD}' && c != '\0');
+                return s;
+            }
+        }
         let bad = |s: &str| s.chars().filter(|c| *c == '\u{FFFD}').count();
         let mut s = self.primary.bytes_to_string(bytes).unwrap_or_default();
         if let Some(fb) = &self.fallback {
@@ -710,11 +991,7 @@ impl<'a> Runner<'a, '_> {
                 return Err(lopdf::Error::Syntax("too many content operators".to_owned()));
             }
             match op.operator.as_str() {
-                "q" => {
-                    if stack.len() < 1024 {
-                        stack.push(gs);
-                    }
-                }
+                "q" if stack.len() < 1024 => stack.push(gs),
                 "Q" => {
                     if let Some(s) = stack.pop() {
                         gs = s;
@@ -1053,6 +1330,27 @@ mod tests {
         // 100pt lower: a paragraph break.
         assert_eq!(text_of(&pdf), "first line\n\ninside form\n");
         assert_eq!(super::super::normalize("e\u{FB03}cient \u{FB01}le"), "efficient file");
+    }
+
+    #[test]
+    fn cmap_parser_reads_chars_ranges_and_arrays() {
+        let data = b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CIDSystemInfo << /Registry (Adobe) /Ordering (UCS (nested)) /Supplement 0 >> def
+            1 begincodespacerange <0000><FFFF> endcodespacerange
+            2 beginbfchar <0003> <0020> <0010><FB01> endbfchar
+            2 beginbfrange <0024> <0026> <0041> <0030> <0031> [<0078> <00790079>] endbfrange endcmap";
+        let cmap = CMap::parse(data).unwrap();
+        assert_eq!(
+            cmap.decode(&[0, 0x24, 0, 0x25, 0, 0x26, 0, 3, 0, 0x10, 0, 0x31], true),
+            ("ABC \u{FB01}yy".to_owned(), 0)
+        );
+        assert_eq!(cmap.decode(&[0, 0x99], true).1, 1);
+        // A one-byte font whose CMap declares a two-byte code space.
+        let one = CMap::parse(
+            b"1 begincodespacerange <0000> <FFFF> endcodespacerange 2 beginbfchar <54> <0054> <68> <0068> endbfchar",
+        )
+        .unwrap();
+        assert_eq!(one.decode(b"Th", false), ("Th".to_owned(), 0));
+        assert!(CMap::parse(b"garbage ( unclosed").is_none());
     }
 
     #[test]
