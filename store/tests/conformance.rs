@@ -233,7 +233,9 @@ async fn postgres_conformance() {
     assert_eq!(store.backend(), Backend::Postgres);
     suite(store.clone()).await;
     store.close().await;
-    sqlx::query(&format!("DROP DATABASE {name}"))
+    // The server may still count the just-closed sessions for a moment;
+    // FORCE (PostgreSQL 13+) ends any that linger.
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
         .execute(&pool)
         .await
         .expect("drop database");
