@@ -10,7 +10,7 @@ use docent_retrieve::search::Mode;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, Deserialize)]
@@ -195,7 +195,16 @@ pub async fn load_corpus(c: &Components, dir: &Path, collection: &str, show: boo
 }
 
 /// Runs every query in each mode and scores the document rankings.
-pub async fn evaluate(c: &Components, dir: &Path, collection: &str, show: bool) -> anyhow::Result<EvalReport> {
+/// Evaluates every mode; with `run_file`, also writes one TREC run file per
+/// mode (`<run_file>.<mode>`: `qid Q0 docid rank score tag`), so that the
+/// rankings can be scored independently (trec_eval, ir_measures, pytrec_eval).
+pub async fn evaluate(
+    c: &Components,
+    dir: &Path,
+    collection: &str,
+    show: bool,
+    run_file: Option<&Path>,
+) -> anyhow::Result<EvalReport> {
     let ingest_seconds = load_corpus(c, dir, collection, show).await?;
     let queries: Vec<Query> = read_jsonl(&dir.join("queries.jsonl"))?;
     let qrels = read_qrels(&dir.join("qrels").join("test.tsv"))?;
@@ -222,21 +231,38 @@ pub async fn evaluate(c: &Components, dir: &Path, collection: &str, show: bool) 
     for (label, mode, fusion) in runs {
         let mut lat = Vec::with_capacity(queries.len());
         let (mut ndcg, mut recall, mut mrr) = (0.0, 0.0, 0.0);
+        let mut run = String::new();
         for q in &queries {
             let t = Instant::now();
             let out = c.searcher.search_with(&q.text, &filter, 100, mode, fusion).await?;
             lat.push(t.elapsed().as_secs_f64() * 1000.0);
             let mut seen = HashSet::new();
-            let ranked: Vec<String> = out
+            // Documents ranked by their best chunk.
+            let scored: Vec<(String, f32)> = out
                 .hits
                 .iter()
-                .filter_map(|h| h.document.source.strip_prefix("beir:").map(str::to_owned))
-                .filter(|id| seen.insert(id.clone()))
+                .filter_map(|h| {
+                    h.document
+                        .source
+                        .strip_prefix("beir:")
+                        .map(|id| (id.to_owned(), h.score))
+                })
+                .filter(|(id, _)| seen.insert(id.clone()))
                 .collect();
+            if run_file.is_some() {
+                for (rank, (id, score)) in scored.iter().enumerate() {
+                    run.push_str(&format!("{} Q0 {id} {} {score:.6} docent-{label}\n", q.id, rank + 1));
+                }
+            }
+            let ranked: Vec<String> = scored.into_iter().map(|(id, _)| id).collect();
             let rels = &qrels[&q.id];
             ndcg += ndcg_at(&ranked, rels, 10);
             recall += recall_at(&ranked, rels, 100);
             mrr += mrr_at(&ranked, rels, 10);
+        }
+        if let Some(base) = run_file {
+            let path = PathBuf::from(format!("{}.{label}", base.display()));
+            std::fs::write(&path, run).with_context(|| format!("writing {}", path.display()))?;
         }
         let n = queries.len() as f64;
         lat.sort_by(f64::total_cmp);

@@ -112,6 +112,9 @@ enum EvalCmd {
         collection: Option<String>,
         #[arg(long)]
         json: bool,
+        /// Also write each mode's ranking as a TREC run file, PATH.<mode>.
+        #[arg(long, value_name = "PATH")]
+        run_file: Option<PathBuf>,
     },
 }
 
@@ -235,6 +238,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                     dataset,
                     collection,
                     json,
+                    run_file,
                 },
         } => {
             let c = Components::build(&cfg).await?;
@@ -244,7 +248,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                 .unwrap_or("dataset")
                 .to_owned();
             let collection = collection.unwrap_or_else(|| format!("beir-{name}"));
-            let report = docent::eval::evaluate(&c, &dataset, &collection, !json).await?;
+            let report = docent::eval::evaluate(&c, &dataset, &collection, !json, run_file.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

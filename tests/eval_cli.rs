@@ -1,0 +1,123 @@
+//! `docent eval retrieval` on a tiny hand-made BEIR-format collection:
+//! through the real ingestion and search, with --json and --run-file.
+
+mod common;
+
+use std::collections::HashMap;
+
+#[test]
+fn eval_retrieval_writes_json_and_trec_run_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let beir = dir.path().join("tiny");
+    std::fs::create_dir_all(beir.join("qrels")).expect("mkdir");
+    let corpus = [
+        (
+            "d1",
+            "Hand hygiene",
+            "Wash hands with soap for twenty seconds before touching a patient.",
+        ),
+        (
+            "d2",
+            "Sharps disposal",
+            "Used needles go into the yellow sharps container, never the bin.",
+        ),
+        (
+            "d3",
+            "Visitor badges",
+            "Visitors wear a green badge and sign in at the front desk.",
+        ),
+        (
+            "d4",
+            "Fire safety",
+            "On a fire alarm, close the doors and move patients to the next zone.",
+        ),
+    ];
+    let lines: Vec<String> = corpus
+        .iter()
+        .map(|(id, t, x)| serde_json::json!({"_id": id, "title": t, "text": x}).to_string())
+        .collect();
+    std::fs::write(beir.join("corpus.jsonl"), lines.join("\n")).expect("corpus");
+    let queries = [
+        ("q1", "where do used needles go"),
+        ("q2", "what colour is the visitor badge"),
+    ];
+    let lines: Vec<String> = queries
+        .iter()
+        .map(|(id, t)| serde_json::json!({"_id": id, "text": t}).to_string())
+        .collect();
+    std::fs::write(beir.join("queries.jsonl"), lines.join("\n")).expect("queries");
+    std::fs::write(
+        beir.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t1\n",
+    )
+    .expect("qrels");
+
+    let data = dir.path().join("data");
+    let run = dir.path().join("run");
+    let out = common::docent(
+        &data,
+        &[
+            "eval",
+            "retrieval",
+            "--dataset",
+            beir.to_str().expect("path"),
+            "--json",
+            "--run-file",
+            run.to_str().expect("path"),
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["documents"], 4);
+    let modes = report["modes"].as_array().expect("modes");
+    assert!(modes.len() >= 3);
+    for m in modes {
+        let label = m["mode"].as_str().expect("mode");
+        assert_eq!(m["queries"], 2, "{label}");
+        for key in ["ndcg_at_10", "recall_at_100", "mrr_at_10"] {
+            let v = m[key].as_f64().expect(key);
+            assert!((0.0..=1.0).contains(&v), "{label} {key} = {v}");
+        }
+        // Four documents, every relevant one retrieved within 100.
+        assert_eq!(m["recall_at_100"].as_f64(), Some(1.0), "{label}");
+
+        // The run file: TREC format, ranks from 1, each query's documents
+        // once, and the same MRR@10 when scored from the file.
+        let path = format!("{}.{label}", run.display());
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut by_query: HashMap<&str, Vec<(&str, usize)>> = HashMap::new();
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split(' ').collect();
+            assert_eq!(cols.len(), 6, "{line}");
+            assert_eq!(cols[1], "Q0");
+            assert!(cols[4].parse::<f32>().is_ok(), "{line}");
+            assert_eq!(cols[5], format!("docent-{label}"));
+            by_query
+                .entry(cols[0])
+                .or_default()
+                .push((cols[2], cols[3].parse().expect("rank")));
+        }
+        let qrels = HashMap::from([("q1", "d2"), ("q2", "d3")]);
+        let mut mrr = 0.0;
+        for (q, ranked) in &by_query {
+            let ranks: Vec<usize> = ranked.iter().map(|(_, r)| *r).collect();
+            assert_eq!(ranks, (1..=ranked.len()).collect::<Vec<_>>(), "{label} {q}");
+            let mut ids: Vec<&str> = ranked.iter().map(|(d, _)| *d).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            assert_eq!(ids.len(), ranked.len(), "{label} {q}: a document twice");
+            if let Some((_, r)) = ranked.iter().find(|(d, _)| *d == qrels[q]) {
+                if *r <= 10 {
+                    mrr += 1.0 / *r as f64;
+                }
+            }
+        }
+        assert_eq!(by_query.len(), 2, "{label}");
+        let reported = m["mrr_at_10"].as_f64().expect("mrr");
+        assert!(
+            (mrr / 2.0 - reported).abs() < 1e-9,
+            "{label}: file {} vs report {reported}",
+            mrr / 2.0
+        );
+    }
+}
