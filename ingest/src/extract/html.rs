@@ -83,10 +83,10 @@ impl Walker {
             } else {
                 true
             };
+            // Text that follows an inline element without whitespace glues
+            // on ("<b>bold</b>er" is one word).
             if needs_space && !target.is_empty() && !target.ends_with([' ', '\n']) {
                 target.push(' ');
-            } else if i == 0 && !target.is_empty() && !target.ends_with([' ', '\n']) && !needs_space {
-                // Inline elements glue words together ("<b>bold</b>er").
             }
             target.push_str(word);
         }
