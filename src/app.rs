@@ -76,16 +76,7 @@ impl Components {
                     overlap_tokens: cfg.ingest.overlap_tokens,
                 },
                 embed_batch: cfg.ingest.embed_batch,
-                limits: docent_ingest::extract::Limits {
-                    timeout: std::time::Duration::from_secs(cfg.ingest.extract_timeout_secs),
-                    max_pages: cfg.ingest.max_pages,
-                    max_unzipped_bytes: cfg.ingest.max_unzipped_mb.saturating_mul(1 << 20),
-                    ocr: if cfg.ingest.ocr == "off" {
-                        docent_ingest::extract::OcrMode::Off
-                    } else {
-                        docent_ingest::extract::OcrMode::Auto
-                    },
-                },
+                limits: cfg.extract_limits(),
             },
         )?);
         let searcher = Searcher::new(

@@ -228,6 +228,21 @@ impl Config {
         Ok(cfg)
     }
 
+    /// The per-document extraction limits the ingest config describes.
+    pub fn extract_limits(&self) -> docent_ingest::extract::Limits {
+        use docent_ingest::extract::{Limits, OcrMode};
+        Limits {
+            timeout: std::time::Duration::from_secs(self.ingest.extract_timeout_secs),
+            max_pages: self.ingest.max_pages,
+            max_unzipped_bytes: self.ingest.max_unzipped_mb.saturating_mul(1 << 20),
+            ocr: if self.ingest.ocr == "off" {
+                OcrMode::Off
+            } else {
+                OcrMode::Auto
+            },
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
         if self.ingest.chunk_tokens < 16 {

@@ -356,16 +356,7 @@ fn extract_file(cfg: &Config, file: &Path, json: bool) -> anyhow::Result<()> {
     use docent_ingest::extract;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let limits = extract::Limits {
-        timeout: std::time::Duration::from_secs(cfg.ingest.extract_timeout_secs),
-        max_pages: cfg.ingest.max_pages,
-        max_unzipped_bytes: cfg.ingest.max_unzipped_mb.saturating_mul(1 << 20),
-        ocr: if cfg.ingest.ocr == "off" {
-            extract::OcrMode::Off
-        } else {
-            extract::OcrMode::Auto
-        },
-    };
+    let limits = cfg.extract_limits();
     let result = extract::detect(&bytes, name)
         .and_then(|kind| extract::extract_bounded(kind, Arc::new(bytes), limits).map(|e| (kind, e)));
     let (kind, ex) = match result {

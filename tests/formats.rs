@@ -247,4 +247,13 @@ fn scanned_pdf_pages_and_images_are_read_by_ocr() {
     assert!(pct >= 80, "OCR recovered only {pct}% of the words: {text:?}");
     let err = extract_with(kind, &png, &off).expect_err("ocr off");
     assert_eq!(err.code(), "needs_ocr");
+
+    // The extraction deadline covers OCR: past it the caller gets `timeout`
+    // (and the tesseract subprocess is killed at the same deadline).
+    let tight = Limits {
+        timeout: std::time::Duration::from_millis(1),
+        ..Limits::default()
+    };
+    let err = docent_ingest::extract::extract_bounded(kind, std::sync::Arc::new(png), tight).expect_err("deadline");
+    assert_eq!(err.code(), "timeout", "{err}");
 }

@@ -105,7 +105,7 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<SourceKind> {
     }
     if looks_binary(bytes) {
         return Err(match by_ext {
-            Some(k) if k.is_binary_format() => mismatch(&format!("no {} signature", k.as_str().to_uppercase())),
+            Some(k) if is_binary_format(k) => mismatch(&format!("no {} signature", k.as_str().to_uppercase())),
             Some(_) if !ext.is_empty() => mismatch("binary data"),
             _ => IngestError::UnsupportedType(format!("{file_name:?} (binary content; supported: {SUPPORTED})")),
         });
@@ -114,7 +114,7 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<SourceKind> {
     let head = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
     let sniffed_text = sniff_text(&head);
     match by_ext {
-        Some(k) if k.is_binary_format() => Err(mismatch("text")),
+        Some(k) if is_binary_format(k) => Err(mismatch("text")),
         Some(SourceKind::Eml) if sniffed_text != Some(SourceKind::Eml) => Err(mismatch("no e-mail header block")),
         Some(SourceKind::Text) if ext.is_empty() => Ok(sniffed_text.unwrap_or(SourceKind::Text)),
         Some(kind) => Ok(kind),
@@ -126,14 +126,9 @@ pub fn detect(bytes: &[u8], file_name: &str) -> Result<SourceKind> {
 
 const SUPPORTED: &str = ".pdf, .docx, .html, .md, .txt, .csv, .eml, .png, .jpg, .tiff";
 
-trait BinaryFormat {
-    fn is_binary_format(&self) -> bool;
-}
-
-impl BinaryFormat for SourceKind {
-    fn is_binary_format(&self) -> bool {
-        matches!(self, SourceKind::Pdf | SourceKind::Docx | SourceKind::Image)
-    }
+/// Formats recognised by their magic bytes rather than as text.
+fn is_binary_format(kind: SourceKind) -> bool {
+    matches!(kind, SourceKind::Pdf | SourceKind::Docx | SourceKind::Image)
 }
 
 fn sniff_binary(bytes: &[u8]) -> Option<(SourceKind, &'static str)> {

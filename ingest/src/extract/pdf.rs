@@ -17,7 +17,9 @@ use super::{normalize, ocr, Block, Extracted, Limits};
 use crate::error::{IngestError, Result};
 use lopdf::content::{Content, Operation};
 use lopdf::{Dictionary, Document, Encoding, Object, ObjectId};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 
 /// Cap on the decompressed content of one page or form (zip-bomb guard).
 const MAX_CONTENT: usize = 64 << 20;
@@ -57,8 +59,10 @@ pub fn extract_pdf(bytes: &[u8], limits: &Limits) -> Result<Extracted> {
     let mut texts: Vec<(u32, String)> = Vec::with_capacity(pages.len());
     let mut errors = 0usize;
     let mut last_error = None;
+    let doc = &doc;
+    let fonts = FontCache::default();
     for (&number, &page_id) in pages.iter() {
-        match page_text(&doc, page_id) {
+        match page_text(doc, page_id, &fonts) {
             Ok(text) => texts.push((number, clean_page(&normalize(&text)))),
             Err(e) => {
                 errors += 1;
@@ -304,8 +308,9 @@ struct Font<'a> {
     /// The font's own ToUnicode CMap, parsed by [`CMap`] (lopdf's parser
     /// rejects many real-world CMaps outright).
     cmap: Option<CMap>,
-    primary: Encoding<'a>,
-    fallback: Option<Encoding<'a>>,
+    /// lopdf's decoding of the font's encoding (standard, WinAnsi,
+    /// Differences, ...): used where the CMap is missing or covers too little.
+    encoding: Encoding<'a>,
     two_byte: bool,
     /// A CID font whose codes are UTF-16 (a predefined `*-UCS2-*` or
     /// `*-UTF16-*` CMap).
@@ -568,31 +573,11 @@ impl<'a> Font<'a> {
     fn new(doc: &'a Document, dict: &'a Dictionary) -> Font<'a> {
         let subtype = dict.get(b"Subtype").and_then(Object::as_name).unwrap_or(b"");
         let two_byte = subtype == b"Type0";
-        let lopdf_result = dict.get_font_encoding_with_limit(doc, MAX_CONTENT);
-        let lopdf_failed = lopdf_result.is_err();
-        let lopdf_enc = lopdf_result.unwrap_or(Encoding::SimpleEncoding(b"WinAnsiEncoding"));
-        let lopdf_has_cmap = matches!(lopdf_enc, Encoding::UnicodeMapEncoding(_));
         let encoding_name = dict.get(b"Encoding").and_then(Object::as_name).unwrap_or(b"");
         let utf16_codes = two_byte
             && [b"UCS2-H".as_slice(), b"UCS2-V", b"UTF16-H", b"UTF16-V"]
                 .iter()
                 .any(|suffix| encoding_name.ends_with(suffix));
-        // For simple fonts lopdf prefers /Encoding; the ToUnicode CMap is
-        // the better source when present.
-        let to_unicode = (!two_byte && dict.get(b"ToUnicode").is_ok() && dict.get(b"Encoding").is_ok())
-            .then(|| {
-                let mut d = dict.clone();
-                d.remove(b"Encoding");
-                match d.get_font_encoding_with_limit(doc, MAX_CONTENT) {
-                    Ok(Encoding::UnicodeMapEncoding(c)) => Some(Encoding::UnicodeMapEncoding(c)),
-                    _ => None,
-                }
-            })
-            .flatten();
-        let (primary, fallback) = match to_unicode {
-            Some(tu) => (tu, Some(lopdf_enc)),
-            None => (lopdf_enc, None),
-        };
         let cmap = dict
             .get(b"ToUnicode")
             .ok()
@@ -604,15 +589,23 @@ impl<'a> Font<'a> {
                     .or_else(|| st.dict.get(b"Filter").is_err().then(|| st.content.clone()))
             })
             .and_then(|data| CMap::parse(&data));
-        // lopdf falls back to a one-byte table when a CID font has no usable
-        // ToUnicode: that would be garbage.
-        let undecodable = two_byte && cmap.is_none() && !utf16_codes && (lopdf_failed || !lopdf_has_cmap);
+        // A CID font with our CMap never needs lopdf's decoding (which would
+        // parse the same CMap again).
+        let fallback = Encoding::SimpleEncoding(b"WinAnsiEncoding");
+        let encoding = if two_byte && cmap.is_some() {
+            fallback
+        } else {
+            dict.get_font_encoding_with_limit(doc, MAX_CONTENT).unwrap_or(fallback)
+        };
+        // Without a CMap of ours, lopdf falls back to a one-byte table for a
+        // CID font that has no usable ToUnicode: that would be garbage.
+        let undecodable =
+            two_byte && cmap.is_none() && !utf16_codes && !matches!(encoding, Encoding::UnicodeMapEncoding(_));
         Font {
             utf16_codes,
             undecodable,
             cmap,
-            primary,
-            fallback,
+            encoding,
             two_byte,
             widths: widths(doc, dict, two_byte, subtype == b"Type3"),
         }
@@ -625,26 +618,19 @@ impl<'a> Font<'a> {
         if self.utf16_codes && self.cmap.is_none() {
             return utf16(bytes);
         }
-        if let Some(cmap) = &self.cmap {
-            let (mut s, unmapped) = cmap.decode(bytes, self.two_byte);
-            // A partial CMap (common in subset fonts) is trusted only when it
-            // covers most codes; otherwise the font's encoding decides.
-            if unmapped * 2 <= bytes.len() / if self.two_byte { 2 } else { 1 } {
-                s.retain(|c| c != '\u{FFFD}' && c != '\0');
-                return s;
-            }
-        }
-        let bad = |s: &str| s.chars().filter(|c| *c == '\u{FFFD}').count();
-        let mut s = self.primary.bytes_to_string(bytes).unwrap_or_default();
-        if let Some(fb) = &self.fallback {
-            if bad(&s) > 0 || (s.is_empty() && !bytes.is_empty()) {
-                if let Ok(alt) = fb.bytes_to_string(bytes) {
-                    if bad(&alt) < bad(&s) || s.is_empty() {
-                        s = alt;
-                    }
+        let mut s = match &self.cmap {
+            Some(cmap) => {
+                let (s, unmapped) = cmap.decode(bytes, self.two_byte);
+                // A simple font's partial CMap (common in subsets) is trusted
+                // only when it covers most codes; otherwise its encoding decides.
+                if self.two_byte || unmapped * 2 <= bytes.len() {
+                    s
+                } else {
+                    self.encoding.bytes_to_string(bytes).unwrap_or_default()
                 }
             }
-        }
+            None => self.encoding.bytes_to_string(bytes).unwrap_or_default(),
+        };
         s.retain(|c| c != '\u{FFFD}' && c != '\0');
         s
     }
@@ -829,14 +815,37 @@ struct GState {
     size: f32,
 }
 
+/// Fonts decoded once per document and shared by every page and form that
+/// uses them (CMaps and width tables can be large). Keyed by the font
+/// dictionary's address: the document is not mutated while it is read.
+#[derive(Default)]
+struct FontCache<'a> {
+    fonts: RefCell<HashMap<*const Dictionary, Rc<Font<'a>>>>,
+}
+
+impl<'a> FontCache<'a> {
+    fn get(&self, doc: &'a Document, dict: &'a Dictionary) -> Rc<Font<'a>> {
+        let key: *const Dictionary = dict;
+        if let Some(f) = self.fonts.borrow().get(&key) {
+            return Rc::clone(f);
+        }
+        let font = Rc::new(Font::new(doc, dict));
+        self.fonts.borrow_mut().insert(key, Rc::clone(&font));
+        font
+    }
+}
+
+/// Runs one page's content (and the forms it draws) into a [`Sink`].
 struct Runner<'a, 'f> {
     doc: &'a Document,
-    fonts: HashMap<Vec<u8>, &'f Font<'a>>,
+    cache: &'f FontCache<'a>,
+    /// The fonts of the resource dictionary in effect, by resource name.
+    fonts: HashMap<Vec<u8>, Rc<Font<'a>>>,
     sink: &'f mut Sink,
     ops: &'f mut usize,
 }
 
-pub(crate) fn page_text(doc: &Document, page_id: ObjectId) -> lopdf::Result<String> {
+fn page_text<'a>(doc: &'a Document, page_id: ObjectId, cache: &FontCache<'a>) -> lopdf::Result<String> {
     let content = doc.get_page_content_with_limit(page_id, MAX_CONTENT)?;
     let fonts = doc.get_page_fonts(page_id)?;
     let (res_dict, res_ids) = doc.get_page_resources(page_id)?;
@@ -852,25 +861,17 @@ pub(crate) fn page_text(doc: &Document, page_id: ObjectId) -> lopdf::Result<Stri
     let mut sink = Sink::default();
     let mut ops = 0usize;
     let mut visited = Vec::new();
-    run_content(
+    let mut runner = Runner {
         doc,
-        &content,
-        &fonts,
-        &xobjects,
-        Matrix::IDENTITY,
-        &mut sink,
-        &mut ops,
-        &mut visited,
-    )?;
+        cache,
+        fonts: HashMap::new(),
+        sink: &mut sink,
+        ops: &mut ops,
+    };
+    runner.run_with_fonts(&content, &fonts, &xobjects, Matrix::IDENTITY, &mut visited)?;
     // Filled-in form fields and text annotations show their text through
     // appearance streams (Form XObjects placed at the annotation's Rect).
     for (id, at) in annotation_appearances(doc, page_id) {
-        let mut runner = Runner {
-            doc,
-            fonts: HashMap::new(),
-            sink: &mut sink,
-            ops: &mut ops,
-        };
         runner.form(id, Matrix::translate(at.0, at.1), &mut visited)?;
     }
     Ok(sink.out)
@@ -939,32 +940,28 @@ fn annotation_appearances(doc: &Document, page_id: ObjectId) -> Vec<(ObjectId, (
     out
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_content<'a>(
-    doc: &'a Document,
-    content: &[u8],
-    font_dicts: &BTreeMap<Vec<u8>, &'a Dictionary>,
-    xobjects: &BTreeMap<Vec<u8>, ObjectId>,
-    ctm: Matrix,
-    sink: &mut Sink,
-    ops: &mut usize,
-    visited: &mut Vec<ObjectId>,
-) -> lopdf::Result<()> {
-    let content = Content::decode(content)?;
-    let fonts: Vec<(Vec<u8>, Font<'a>)> = font_dicts
-        .iter()
-        .map(|(name, d)| (name.clone(), Font::new(doc, d)))
-        .collect();
-    let mut runner = Runner {
-        doc,
-        fonts: fonts.iter().map(|(n, f)| (n.clone(), f)).collect(),
-        sink,
-        ops,
-    };
-    runner.run(&content.operations, xobjects, ctm, visited)
-}
-
 impl<'a> Runner<'a, '_> {
+    /// Runs content with the fonts of its own resource dictionary, then
+    /// restores the fonts in effect before.
+    fn run_with_fonts(
+        &mut self,
+        content: &[u8],
+        font_dicts: &BTreeMap<Vec<u8>, &'a Dictionary>,
+        xobjects: &BTreeMap<Vec<u8>, ObjectId>,
+        ctm: Matrix,
+        visited: &mut Vec<ObjectId>,
+    ) -> lopdf::Result<()> {
+        let content = Content::decode(content)?;
+        let fonts = font_dicts
+            .iter()
+            .map(|(name, d)| (name.clone(), self.cache.get(self.doc, d)))
+            .collect();
+        let outer = std::mem::replace(&mut self.fonts, fonts);
+        let result = self.run(&content.operations, xobjects, ctm, visited);
+        self.fonts = outer;
+        result
+    }
+
     fn run(
         &mut self,
         operations: &[Operation],
@@ -981,7 +978,7 @@ impl<'a> Runner<'a, '_> {
             size: 0.0,
         };
         let mut stack: Vec<GState> = Vec::new();
-        let mut font: Option<&Font<'a>> = None;
+        let mut font: Option<Rc<Font<'a>>> = None;
         let mut tm = Matrix::IDENTITY;
         let mut tlm = Matrix::IDENTITY;
         let num = |op: &Operation, i: usize| op.operands.get(i).and_then(|o| o.as_float().ok()).unwrap_or(0.0);
@@ -1012,7 +1009,7 @@ impl<'a> Runner<'a, '_> {
                         .operands
                         .first()
                         .and_then(|o| o.as_name().ok())
-                        .and_then(|n| self.fonts.get(n).copied());
+                        .and_then(|n| self.fonts.get(n).cloned());
                     gs.size = num(op, 1);
                 }
                 "Tc" => gs.tc = num(op, 0),
@@ -1047,14 +1044,14 @@ impl<'a> Runner<'a, '_> {
                         tm = tlm;
                     }
                     if let Some(Object::String(bytes, _)) = op.operands.last() {
-                        tm = self.show(font, &gs, tm, bytes);
+                        tm = self.show(font.as_deref(), &gs, tm, bytes);
                     }
                 }
                 "TJ" => {
                     if let Some(Object::Array(items)) = op.operands.first() {
                         for item in items {
                             match item {
-                                Object::String(bytes, _) => tm = self.show(font, &gs, tm, bytes),
+                                Object::String(bytes, _) => tm = self.show(font.as_deref(), &gs, tm, bytes),
                                 other => {
                                     if let Ok(n) = other.as_float() {
                                         let tx = -n / 1000.0 * gs.size * gs.th;
@@ -1136,20 +1133,10 @@ impl<'a> Runner<'a, '_> {
         };
         visited.push(id);
         let result = if font_dicts.is_empty() {
-            // Forms without their own fonts use the page's.
-            let ops = Content::decode(&content)?;
-            self.run(&ops.operations, &xobjects, matrix.then(ctm), visited)
+            // Forms without their own fonts use the fonts in effect.
+            Content::decode(&content).and_then(|ops| self.run(&ops.operations, &xobjects, matrix.then(ctm), visited))
         } else {
-            run_content(
-                self.doc,
-                &content,
-                &font_dicts,
-                &xobjects,
-                matrix.then(ctm),
-                self.sink,
-                self.ops,
-                visited,
-            )
+            self.run_with_fonts(&content, &font_dicts, &xobjects, matrix.then(ctm), visited)
         };
         visited.pop();
         result
@@ -1275,6 +1262,17 @@ mod tests {
             None,
         );
         assert_eq!(text_of(&pdf), "Wound care plan\nnext line\n");
+    }
+
+    #[test]
+    fn page_cap_refuses_before_reading() {
+        let pdf = pdf_with("BT /F1 12 Tf 72 700 Td (one page) Tj ET", None);
+        let limits = Limits {
+            max_pages: 0,
+            ..Limits::default()
+        };
+        let err = extract_pdf(&pdf, &limits).unwrap_err();
+        assert_eq!(err.code(), "too_large", "{err}");
     }
 
     #[test]
