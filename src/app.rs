@@ -10,8 +10,9 @@ use docent_ingest::chunk::ChunkConfig;
 use docent_ingest::pipeline::{IngestConfig, Ingestor};
 use docent_retrieve::embed::{EmbedderOptions, EmbedderPaths, FastEmbedder, HfTokenCounter};
 use docent_retrieve::keyword::TantivyIndex;
+use docent_retrieve::rerank::{FastReranker, RerankerPaths};
 use docent_retrieve::search::{SearchConfig, Searcher};
-use docent_retrieve::vector::{EdgeVectorIndex, HnswSettings};
+use docent_retrieve::vector::{EdgeVectorIndex, VectorSettings};
 use docent_store::Store;
 use std::sync::Arc;
 
@@ -54,15 +55,23 @@ impl Components {
         );
         let counter: Arc<dyn TokenCounter> =
             Arc::new(HfTokenCounter::load(&cfg.embedding_dir().join("tokenizer.json"))?);
-        let hnsw = HnswSettings {
+        let hnsw = VectorSettings {
             m: cfg.retrieval.hnsw_m,
             ef_construct: cfg.retrieval.hnsw_ef_construct,
             ef_search: cfg.retrieval.hnsw_ef,
+            int8: cfg.retrieval.int8,
+            oversampling: cfg.retrieval.oversampling,
+            indexing_threshold_kb: Some(cfg.retrieval.indexing_threshold_kb).filter(|kb| *kb > 0),
         };
         let vectors = Arc::new(
             EdgeVectorIndex::open(&data.join("vectors"), embedder.dim(), hnsw).context("opening the vector index")?,
         );
-        let keywords = Arc::new(TantivyIndex::open(&data.join("bm25")).context("opening the keyword index")?);
+        let r = &cfg.retrieval;
+        let keywords = Arc::new(
+            TantivyIndex::open(&data.join("bm25"))
+                .context("opening the keyword index")?
+                .with_boosts(r.title_boost, r.heading_boost, r.body_boost),
+        );
         let ingestor = Arc::new(Ingestor::new(
             store.clone(),
             Arc::clone(&embedder),
@@ -79,16 +88,20 @@ impl Components {
                 limits: cfg.extract_limits(),
             },
         )?);
-        let searcher = Searcher::new(
+        let mut searcher = Searcher::new(
             store.clone(),
             Arc::clone(&embedder),
             vectors.clone() as Arc<dyn VectorIndex>,
             keywords.clone() as Arc<dyn KeywordIndex>,
             SearchConfig {
-                candidates: cfg.retrieval.candidates,
+                candidates: r.candidates,
                 fusion: cfg.fusion(),
+                rerank_top_n: r.rerank_top_n,
             },
         );
+        if r.rerank {
+            searcher = searcher.with_reranker(Self::load_reranker(cfg).await?);
+        }
         Ok(Self {
             cfg: cfg.clone(),
             store,
@@ -98,6 +111,21 @@ impl Components {
             ingestor,
             searcher,
         })
+    }
+
+    /// Loads the cross-encoder from `models.reranker_dir`.
+    pub async fn load_reranker(cfg: &Config) -> anyhow::Result<Arc<dyn docent_core::Reranker>> {
+        let paths = RerankerPaths {
+            model_dir: cfg.reranker_dir(),
+            onnxruntime_lib: cfg.onnxruntime_lib(),
+        };
+        let max_length = cfg.retrieval.rerank_max_length;
+        let threads = cfg.compute_threads();
+        let r = tokio::task::spawn_blocking(move || FastReranker::load(&paths, max_length, threads))
+            .await
+            .context("reranker loader")?
+            .context("loading the reranker (models.reranker_dir)")?;
+        Ok(Arc::new(r))
     }
 
     pub async fn chat_model(&self) -> anyhow::Result<Arc<dyn ChatModel>> {
@@ -132,6 +160,8 @@ impl Components {
                 doc_id: r.chunk.doc_id,
                 collection: r.collection.clone(),
                 access: r.access.clone(),
+                tags: r.tags.clone(),
+                date: r.date,
                 title: r.title.clone(),
                 heading: r.chunk.heading_path.join(" > "),
                 text: r.chunk.text.clone(),

@@ -44,6 +44,8 @@ pub struct Models {
     pub dir: PathBuf,
     pub chat_gguf: PathBuf,
     pub embedding_dir: PathBuf,
+    /// Cross-encoder used when `retrieval.rerank` is on.
+    pub reranker_dir: PathBuf,
     pub onnxruntime_lib: PathBuf,
     pub embed_threads: usize,
     pub embed_max_length: usize,
@@ -82,6 +84,23 @@ pub struct Retrieval {
     pub hnsw_m: usize,
     pub hnsw_ef_construct: usize,
     pub hnsw_ef: usize,
+    /// Keep an int8 scalar-quantized copy of the vectors, search it and
+    /// rescore `oversampling` x k candidates with the full vectors.
+    pub int8: bool,
+    pub oversampling: f64,
+    /// Segments past this many KiB of vectors get an HNSW graph; 0 =
+    /// qdrant's default (10,000 KiB).
+    pub indexing_threshold_kb: usize,
+    /// BM25 field boosts.
+    pub title_boost: f32,
+    pub heading_boost: f32,
+    pub body_boost: f32,
+    /// Rerank the fused top `rerank_top_n` with the cross-encoder in
+    /// `models.reranker_dir`.
+    pub rerank: bool,
+    pub rerank_top_n: usize,
+    /// Query + passage tokens the cross-encoder reads.
+    pub rerank_max_length: usize,
     /// Passages retrieved for an answer.
     pub answer_k: usize,
 }
@@ -137,6 +156,7 @@ impl Default for Models {
             dir: PathBuf::from("models"),
             chat_gguf: PathBuf::from("SmolLM2-135M-Instruct.Q4_1.gguf"),
             embedding_dir: PathBuf::from("all-MiniLM-L6-v2-int8"),
+            reranker_dir: PathBuf::from("reranker"),
             onnxruntime_lib: PathBuf::from("onnxruntime/libonnxruntime.so.1.31.1"),
             embed_threads: 0,
             embed_max_length: 256,
@@ -172,6 +192,15 @@ impl Default for Retrieval {
             hnsw_m: 16,
             hnsw_ef_construct: 100,
             hnsw_ef: 128,
+            int8: false,
+            oversampling: 2.0,
+            indexing_threshold_kb: 0,
+            title_boost: 1.0,
+            heading_boost: 1.0,
+            body_boost: 1.0,
+            rerank: false,
+            rerank_top_n: 30,
+            rerank_max_length: 512,
             answer_k: 8,
         }
     }
@@ -266,6 +295,20 @@ impl Config {
         if !(0.0..=1.0).contains(&self.retrieval.convex_alpha) {
             return bad("retrieval.convex_alpha must be between 0 and 1");
         }
+        if self.retrieval.oversampling < 1.0 {
+            return bad("retrieval.oversampling must be at least 1");
+        }
+        let boosts = [
+            self.retrieval.title_boost,
+            self.retrieval.heading_boost,
+            self.retrieval.body_boost,
+        ];
+        if boosts.iter().any(|b| !(b.is_finite() && *b >= 0.0)) {
+            return bad("retrieval boosts must be finite and non-negative");
+        }
+        if self.retrieval.rerank && self.retrieval.rerank_top_n == 0 {
+            return bad("retrieval.rerank_top_n must be positive when retrieval.rerank is on");
+        }
         if !matches!(self.retrieval.fusion.as_str(), "rrf" | "convex") {
             return bad("retrieval.fusion must be \"rrf\" or \"convex\"");
         }
@@ -294,6 +337,10 @@ impl Config {
 
     pub fn embedding_dir(&self) -> PathBuf {
         self.model_path(&self.models.embedding_dir)
+    }
+
+    pub fn reranker_dir(&self) -> PathBuf {
+        self.model_path(&self.models.reranker_dir)
     }
 
     pub fn onnxruntime_lib(&self) -> PathBuf {

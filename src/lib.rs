@@ -3,5 +3,6 @@
 //! tantivy, fastembed, mistral.rs) and hands them to the stages as traits.
 
 pub mod app;
+pub mod bench;
 pub mod config;
 pub mod eval;

@@ -46,6 +46,12 @@ enum Cmd {
         /// Comma-separated access labels.
         #[arg(long)]
         access: Option<String>,
+        /// Comma-separated tags, filterable at search time.
+        #[arg(long)]
+        tags: Option<String>,
+        /// The documents' own date (YYYY-MM-DD or RFC 3339) for date filters.
+        #[arg(long)]
+        date: Option<String>,
     },
     /// Show what docent reads from one file (type, pages, positioned text),
     /// without storing anything.
@@ -63,6 +69,16 @@ enum Cmd {
         mode: Mode,
         #[arg(long)]
         collection: Option<String>,
+        /// Only documents with at least one of these comma-separated tags.
+        #[arg(long)]
+        tags: Option<String>,
+        /// Only documents dated on or after (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only documents dated on or before (YYYY-MM-DD or RFC 3339; a plain
+        /// day includes the whole day).
+        #[arg(long)]
+        to: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -90,10 +106,46 @@ enum Cmd {
         #[command(subcommand)]
         what: EvalCmd,
     },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Search latency at scale: builds a collection of CHUNKS chunks from a
+    /// BEIR corpus (real embeddings of every document plus seeded variants),
+    /// then times BM25, dense and hybrid search over the dataset's queries.
+    Search {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        chunks: u64,
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value = "bench")]
+        collection: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 enum EvalCmd {
+    /// Build a BEIR passage-retrieval collection from a SQuAD-format file
+    /// (articles split into passages; a question's relevant passages hold
+    /// its gold answer).
+    SquadToBeir {
+        #[arg(long)]
+        squad: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Minimum passage length in characters (split at line breaks).
+        #[arg(long, default_value_t = 600)]
+        min_chars: usize,
+    },
     /// Calibrate the abstention threshold on a SQuAD-format file: half the
     /// articles indexed, half held out.
     Abstention {
@@ -115,6 +167,12 @@ enum EvalCmd {
         /// Also write each mode's ranking as a TREC run file, PATH.<mode>.
         #[arg(long, value_name = "PATH")]
         run_file: Option<PathBuf>,
+        /// Skip the reranked mode (it runs when models.reranker_dir holds a model).
+        #[arg(long)]
+        no_rerank: bool,
+        /// Ask at most this many of the judged queries (evenly spaced).
+        #[arg(long)]
+        max_queries: Option<usize>,
     },
 }
 
@@ -166,14 +224,25 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             paths,
             collection,
             access,
-        } => ingest(cfg, paths, collection, access).await,
+            tags,
+            date,
+        } => ingest(cfg, paths, collection, access, split_list(tags.as_deref()), date).await,
         Cmd::Search {
             query,
             k,
             mode,
             collection,
+            tags,
+            from,
+            to,
             json,
-        } => search(cfg, &query, k, mode, collection, json).await,
+        } => {
+            let mut filter = filter_for(&cfg, collection);
+            filter.tags = split_list(tags.as_deref());
+            filter.date_from = from.as_deref().map(|d| parse_bound(d, false)).transpose()?;
+            filter.date_to = to.as_deref().map(|d| parse_bound(d, true)).transpose()?;
+            search(cfg, &query, k, mode, filter, json).await
+        }
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
         Cmd::Extract { file, json } => extract_file(&cfg, &file, json),
         Cmd::Models { json } => {
@@ -219,6 +288,20 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             drop(c);
             check(cfg).await
         }
+        Cmd::Bench { what } => bench(cfg, what).await,
+        Cmd::Eval {
+            what: EvalCmd::SquadToBeir { squad, out, min_chars },
+        } => {
+            let b = docent::eval::squad_to_beir(&squad, &out, min_chars)?;
+            println!(
+                "{}: {} passages, {} queries, {} judgments",
+                out.display(),
+                b.passages,
+                b.queries,
+                b.judgments
+            );
+            Ok(())
+        }
         Cmd::Eval {
             what:
                 EvalCmd::Abstention {
@@ -239,16 +322,35 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                     collection,
                     json,
                     run_file,
+                    no_rerank,
+                    max_queries,
                 },
         } => {
             let c = Components::build(&cfg).await?;
+            let reranker = if no_rerank || !cfg.reranker_dir().join("model.onnx").is_file() {
+                c.searcher.reranker().cloned()
+            } else {
+                match c.searcher.reranker() {
+                    Some(r) => Some(std::sync::Arc::clone(r)),
+                    None => Some(Components::load_reranker(&cfg).await?),
+                }
+            };
             let name = dataset
                 .file_name()
                 .and_then(|s| s.to_str())
                 .unwrap_or("dataset")
                 .to_owned();
             let collection = collection.unwrap_or_else(|| format!("beir-{name}"));
-            let report = docent::eval::evaluate(&c, &dataset, &collection, !json, run_file.as_deref()).await?;
+            let report = docent::eval::evaluate(
+                &c,
+                &dataset,
+                &collection,
+                !json,
+                run_file.as_deref(),
+                reranker,
+                max_queries,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -263,12 +365,17 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
                 println!(
-                    "{:<11} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}",
+                    "default mode {}  reranker {}",
+                    report.default_mode,
+                    report.reranker.as_deref().unwrap_or("none")
+                );
+                println!(
+                    "{:<18} {:>8} {:>10} {:>8} {:>8} {:>8} {:>8}",
                     "mode", "nDCG@10", "recall@100", "MRR@10", "p50 ms", "p95 ms", "p99 ms"
                 );
                 for m in &report.modes {
                     println!(
-                        "{:<11} {:>8.4} {:>10.4} {:>8.4} {:>8.1} {:>8.1} {:>8.1}",
+                        "{:<18} {:>8.4} {:>10.4} {:>8.4} {:>8.1} {:>8.1} {:>8.1}",
                         m.mode,
                         m.ndcg_at_10,
                         m.recall_at_100,
@@ -278,10 +385,90 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                         m.latency_ms_p99
                     );
                 }
+                println!("\nlatency per stage, ms (p50 / p95 / p99)");
+                println!(
+                    "{:<18} {:>17} {:>17} {:>17} {:>17} {:>17} {:>17}",
+                    "mode", "query embedding", "bm25", "dense", "fusion", "hydrate", "rerank"
+                );
+                let f = |p: &docent::eval::Percentiles| format!("{:.1}/{:.1}/{:.1}", p.p50, p.p95, p.p99);
+                for m in &report.modes {
+                    let s = &m.stages_ms;
+                    println!(
+                        "{:<18} {:>17} {:>17} {:>17} {:>17} {:>17} {:>17}",
+                        m.mode,
+                        f(&s.query_embedding),
+                        f(&s.bm25),
+                        f(&s.dense),
+                        f(&s.fusion),
+                        f(&s.hydrate),
+                        f(&s.rerank)
+                    );
+                }
+                for a in &report.ann {
+                    println!(
+                        "\napproximate vs exact dense search, top {}: recall {:.4}  (HNSW m={} ef={}{}; p50 {:.2} ms vs exact {:.2} ms)",
+                        a.k,
+                        a.recall,
+                        a.hnsw_m,
+                        a.hnsw_ef,
+                        if a.int8 { ", int8 + rescoring" } else { "" },
+                        a.approx_ms.p50,
+                        a.exact_ms.p50
+                    );
+                }
             }
             Ok(())
         }
     }
+}
+
+async fn bench(cfg: Config, what: BenchCmd) -> anyhow::Result<()> {
+    let BenchCmd::Search {
+        dataset,
+        chunks,
+        k,
+        collection,
+        json,
+    } = what;
+    let c = Components::build(&cfg).await?;
+    let r = docent::bench::search_bench(&c, &dataset, &collection, chunks, k, !json).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!(
+        "chunks {}  base documents {}  queries {}  k {}{}",
+        r.chunks,
+        r.base_documents,
+        r.queries,
+        r.k,
+        r.build_seconds
+            .map(|b| format!(
+                "  built in {b:.0} s (embedding {:.0} s)",
+                r.embed_seconds.unwrap_or(0.0)
+            ))
+            .unwrap_or_default()
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>8} {:>8}",
+        "search", "p50 ms", "p95 ms", "p99 ms", "mean ms"
+    );
+    for l in std::iter::once(&r.query_embedding).chain(&r.latency) {
+        println!(
+            "{:<28} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+            l.mode, l.p50_ms, l.p95_ms, l.p99_ms, l.mean_ms
+        );
+    }
+    println!(
+        "disk: vectors {:.1} MiB, bm25 {:.1} MiB, sql {:.1} MiB; resident {:.0} MiB (peak {:.0} MiB)",
+        mib(r.disk_bytes.vectors),
+        mib(r.disk_bytes.bm25),
+        mib(r.disk_bytes.sql),
+        mib(r.rss_bytes),
+        mib(r.peak_rss_bytes)
+    );
+    Ok(())
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
@@ -462,7 +649,12 @@ async fn ingest(
     paths: Vec<PathBuf>,
     collection: Option<String>,
     access: Option<String>,
+    tags: Vec<String>,
+    date: Option<String>,
 ) -> anyhow::Result<()> {
+    if let Some(d) = date.as_deref() {
+        parse_bound(d, false)?;
+    }
     let c = Components::build(&cfg).await?;
     let paths: Vec<PathBuf> = paths
         .iter()
@@ -502,6 +694,8 @@ async fn ingest(
                 collection: collection.clone(),
                 access: access.clone(),
                 title: None,
+                tags: tags.clone(),
+                date: date.clone(),
             })
             .await;
         match sub {
@@ -620,6 +814,21 @@ impl StageClock {
     }
 }
 
+fn split_list(v: Option<&str>) -> Vec<String> {
+    v.unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// A date bound in unix seconds; a plain day as an upper bound covers the
+/// whole day.
+fn parse_bound(s: &str, upper: bool) -> anyhow::Result<i64> {
+    let t = docent_core::parse_date(s).with_context(|| format!("date {s:?} is neither YYYY-MM-DD nor RFC 3339"))?;
+    Ok(if upper && s.trim().len() == 10 { t + 86_399 } else { t })
+}
+
 fn filter_for(cfg: &Config, collection: Option<String>) -> AccessFilter {
     let mut f = AccessFilter::for_principal(&Principal {
         user: "cli".into(),
@@ -634,11 +843,11 @@ async fn search(
     query: &str,
     k: usize,
     mode: Mode,
-    collection: Option<String>,
+    filter: AccessFilter,
     json: bool,
 ) -> anyhow::Result<()> {
     let c = Components::build(&cfg).await?;
-    let out = c.searcher.search(query, &filter_for(&cfg, collection), k, mode).await?;
+    let out = c.searcher.search(query, &filter, k, mode).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&out.hits)?);
         return Ok(());
@@ -758,7 +967,22 @@ fn model_provenance(cfg: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
         "license": license,
         "source": source,
     });
-    Ok(vec![chat, embed])
+    let mut out = vec![chat, embed];
+    let rr = cfg.reranker_dir().join("model.onnx");
+    if rr.is_file() {
+        let (source, license) = manifest_entry(cfg, &rr).unwrap_or_default();
+        out.push(serde_json::json!({
+            "role": "reranker",
+            "file": rr.display().to_string(),
+            "size_bytes": std::fs::metadata(&rr)?.len(),
+            "sha256": sha256_file(&rr)?,
+            "format": "ONNX",
+            "enabled": cfg.retrieval.rerank,
+            "license": license,
+            "source": source,
+        }));
+    }
+    Ok(out)
 }
 
 async fn check(cfg: Config) -> anyhow::Result<()> {

@@ -97,6 +97,19 @@ fn eval_retrieval_writes_json_and_trec_run_files() {
                 .or_default()
                 .push((cols[2], cols[3].parse().expect("rank")));
         }
+        // Scores fall with rank, so trec_eval keeps our order.
+        let mut prev: HashMap<&str, f32> = HashMap::new();
+        for line in text.lines() {
+            let cols: Vec<&str> = line.split(' ').collect();
+            let score: f32 = cols[4].parse().expect("score");
+            if let Some(p) = prev.insert(cols[0], score) {
+                assert!(score < p, "{label}: scores must fall with rank: {line}");
+            }
+        }
+        // Per-stage latency is reported.
+        for stage in ["query_embedding", "bm25", "dense", "fusion", "hydrate", "rerank"] {
+            assert!(m["stages_ms"][stage]["p95"].as_f64().is_some(), "{label} {stage}");
+        }
         let qrels = HashMap::from([("q1", "d2"), ("q2", "d3")]);
         let mut mrr = 0.0;
         for (q, ranked) in &by_query {
@@ -119,5 +132,24 @@ fn eval_retrieval_writes_json_and_trec_run_files() {
             "{label}: file {} vs report {reported}",
             mrr / 2.0
         );
+    }
+    // The models directory has the cross-encoder, so the reranked mode runs.
+    assert!(
+        report["reranker"].as_str().is_some_and(|r| r.starts_with("reranker@")),
+        "{report}"
+    );
+    assert!(
+        modes
+            .iter()
+            .any(|m| m["mode"].as_str().is_some_and(|l| l.ends_with("+rerank"))),
+        "{report}"
+    );
+    // Approximate vs exact dense search, measured at 10 and 100.
+    let ann = report["ann"].as_array().expect("ann");
+    assert_eq!(ann.len(), 2);
+    for a in ann {
+        let r = a["recall"].as_f64().expect("recall");
+        // Four documents: HNSW (or the plain segment) finds them all.
+        assert_eq!(r, 1.0, "{a}");
     }
 }

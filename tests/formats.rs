@@ -22,6 +22,8 @@ async fn ingest(c: &Components, name: &str, bytes: Vec<u8>) -> Document {
             collection: "default".into(),
             access: vec!["everyone".into()],
             title: None,
+            tags: Vec::new(),
+            date: None,
         })
         .await
         .unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -163,6 +165,8 @@ async fn office_formats_and_email_through_the_pipeline() {
                 collection: "default".into(),
                 access: vec!["everyone".into()],
                 title: None,
+                tags: Vec::new(),
+                date: None,
             })
             .await
             .expect_err(name);

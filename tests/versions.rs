@@ -18,6 +18,8 @@ fn new_doc(text: &str) -> NewDocument {
         collection: "default".into(),
         access: vec!["everyone".into()],
         title: None,
+        tags: Vec::new(),
+        date: None,
     }
 }
 

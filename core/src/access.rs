@@ -40,20 +40,41 @@ pub struct AccessFilter {
     pub groups: Vec<String>,
     /// Restrict to these documents; empty means no restriction.
     pub doc_ids: Vec<uuid::Uuid>,
+    /// Restrict to documents carrying at least one of these tags; empty
+    /// means no restriction.
+    pub tags: Vec<String>,
+    /// Restrict to documents dated in this range (unix seconds, both ends
+    /// inclusive). A document's date is the one given at upload, else its
+    /// upload time.
+    pub date_from: Option<i64>,
+    pub date_to: Option<i64>,
 }
 
 impl AccessFilter {
     pub fn for_principal(principal: &Principal) -> Self {
         Self {
-            collections: Vec::new(),
             groups: principal.groups.clone(),
-            doc_ids: Vec::new(),
+            ..Self::default()
         }
     }
 
-    /// True when no chunk can possibly pass (fail closed on no groups).
+    /// True when no chunk can possibly pass: no groups (fail closed) or an
+    /// empty date range.
     pub fn denies_everything(&self) -> bool {
-        self.groups.is_empty()
+        self.groups.is_empty() || matches!((self.date_from, self.date_to), (Some(a), Some(b)) if a > b)
+    }
+
+    /// Whether a document passes every restriction (labels, collection,
+    /// document ids, tags, date). Used after hydration as defence in depth.
+    pub fn allows_doc(&self, doc: &crate::model::Document) -> bool {
+        if !self.allows(&doc.collection, &doc.access, doc.id) {
+            return false;
+        }
+        let tags_ok = self.tags.is_empty() || doc.tags.iter().any(|t| self.tags.contains(t));
+        let date = doc.effective_date();
+        let from_ok = self.date_from.is_none_or(|f| date >= f);
+        let to_ok = self.date_to.is_none_or(|t| date <= t);
+        tags_ok && from_ok && to_ok
     }
 
     /// Whether a chunk with these labels passes. Used for checks after

@@ -132,9 +132,46 @@ pub struct Document {
     /// The document that carries this one (an e-mail for its attachment).
     #[serde(default)]
     pub parent_id: Option<Uuid>,
+    /// Free-form tags given at upload, filterable at search time.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The document's own date (RFC 3339), given at upload; searches filter
+    /// by it, falling back to `created_at` when absent.
+    #[serde(default)]
+    pub date: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl Document {
+    /// The date searches filter by, in unix seconds: the document's own date
+    /// when given, else its upload time (0 if neither parses).
+    pub fn effective_date(&self) -> i64 {
+        self.date
+            .as_deref()
+            .and_then(parse_date)
+            .or_else(|| parse_date(&self.created_at))
+            .unwrap_or(0)
+    }
+}
+
+/// Parses an RFC 3339 timestamp or a plain `YYYY-MM-DD` date (midnight UTC)
+/// into unix seconds.
+pub fn parse_date(s: &str) -> Option<i64> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t.unix_timestamp());
+    }
+    let mut parts = s.splitn(3, '-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let month = time::Month::try_from(m.parse::<u8>().ok()?).ok()?;
+    let date = time::Date::from_calendar_date(y.parse().ok()?, month, d.parse().ok()?).ok()?;
+    Some(date.midnight().assume_utc().unix_timestamp())
 }
 
 /// A passage of a document, the unit that is embedded, indexed and cited.
@@ -162,6 +199,9 @@ pub struct IndexedChunk {
     pub doc_id: Uuid,
     pub collection: String,
     pub access: Vec<String>,
+    /// The document's tags and effective date (unix seconds), for filters.
+    pub tags: Vec<String>,
+    pub date: i64,
     pub title: String,
     pub heading: String,
     pub text: String,
@@ -182,6 +222,9 @@ pub struct Legs {
     /// Cosine similarity of the query to the chunk, when the dense leg found
     /// it: the evidence measure abstention is calibrated on.
     pub dense_score: Option<f32>,
+    /// The cross-encoder's logit, when the hit was reranked.
+    #[serde(default)]
+    pub rerank_score: Option<f32>,
 }
 
 /// A fused, hydrated search result.
@@ -235,6 +278,20 @@ pub struct GenUsage {
     pub completion_tokens: u32,
     pub time_to_first_token_ms: u64,
     pub total_ms: u64,
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::parse_date;
+
+    #[test]
+    fn dates_parse_as_rfc3339_or_plain_days() {
+        assert_eq!(parse_date("1970-01-02"), Some(86_400));
+        assert_eq!(parse_date("1970-01-01T01:00:00Z"), Some(3_600));
+        assert_eq!(parse_date("2024-02-30"), None);
+        assert_eq!(parse_date("yesterday"), None);
+        assert_eq!(parse_date("2024-1-5"), None);
+    }
 }
 
 pub fn now_rfc3339() -> String {

@@ -30,12 +30,22 @@ pub trait VectorIndex: Send + Sync {
     fn delete_docs(&self, doc_ids: &[Uuid]) -> BackendResult<()>;
     fn delete_chunks(&self, chunk_ids: &[Uuid]) -> BackendResult<()>;
     fn search(&self, vector: &[f32], filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>>;
+    /// Exhaustive (non-approximate) search, the reference that approximate
+    /// search recall is measured against. Exact indexes need not override.
+    fn search_exact(&self, vector: &[f32], filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>> {
+        self.search(vector, filter, k)
+    }
     fn count(&self) -> BackendResult<u64>;
     /// All chunk ids held, for consistency checks.
     fn chunk_ids(&self) -> BackendResult<Vec<Uuid>>;
     /// Removes every point (for a rebuild from SQL).
     fn clear(&self) -> BackendResult<()>;
     fn flush(&self) -> BackendResult<()>;
+    /// Background upkeep after writes (building approximate-search graphs
+    /// for grown segments). Cheap when there is nothing to do.
+    fn maintain(&self) -> BackendResult<()> {
+        Ok(())
+    }
 }
 
 /// A derived BM25 keyword index keyed by chunk id.
@@ -48,6 +58,14 @@ pub trait KeywordIndex: Send + Sync {
     fn chunk_ids(&self) -> BackendResult<Vec<Uuid>>;
     /// Removes every document (for a rebuild from SQL).
     fn clear(&self) -> BackendResult<()>;
+}
+
+/// Scores (query, passage) pairs jointly: a cross-encoder. Higher is more
+/// relevant; scores are comparable within one call only.
+pub trait Reranker: Send + Sync {
+    fn rerank(&self, query: &str, passages: &[&str]) -> BackendResult<Vec<f32>>;
+    /// Identifies the model (file name + hash prefix).
+    fn model_id(&self) -> String;
 }
 
 /// Receives generated text as it is produced. Returning `false` asks the

@@ -35,6 +35,8 @@ pub enum IngestError {
     QueueFull,
     #[error("ingestion was interrupted: {0}")]
     Interrupted(String),
+    #[error("bad document metadata: {0}")]
+    BadMetadata(String),
 }
 
 impl IngestError {
@@ -57,6 +59,7 @@ impl IngestError {
             IngestError::TooLarge(_) => "too_large",
             IngestError::QueueFull => "queue_full",
             IngestError::Interrupted(_) => "interrupted",
+            IngestError::BadMetadata(_) => "bad_metadata",
         }
     }
 
@@ -74,6 +77,7 @@ impl IngestError {
                 | IngestError::ExtractorPanic(_)
                 | IngestError::Timeout(_)
                 | IngestError::TooLarge(_)
+                | IngestError::BadMetadata(_)
         )
     }
 }

@@ -55,6 +55,11 @@ pub struct NewDocument {
     pub collection: String,
     pub access: Vec<String>,
     pub title: Option<String>,
+    /// Free-form tags, filterable at search time.
+    pub tags: Vec<String>,
+    /// The document's own date (RFC 3339 or YYYY-MM-DD); searches filter by
+    /// it, else by the upload time.
+    pub date: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +149,13 @@ impl Ingestor {
 
     async fn submit_inner(&self, new: NewDocument, parent_id: Option<Uuid>) -> Result<Submitted> {
         let kind = extract::detect(&new.bytes, &new.file_name)?;
+        if let Some(d) = new.date.as_deref() {
+            if docent_core::parse_date(d).is_none() {
+                return Err(IngestError::BadMetadata(format!(
+                    "date {d:?} is neither RFC 3339 nor YYYY-MM-DD"
+                )));
+            }
+        }
         if new.access.is_empty() {
             warn!("document submitted without access labels; it will be visible to nobody");
         }
@@ -185,6 +197,8 @@ impl Ingestor {
             chunk_count: 0,
             supersedes,
             parent_id,
+            tags: new.tags,
+            date: new.date,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -249,6 +263,17 @@ impl Ingestor {
                         results[*i] = Some(Err(self.fail(p.job_id, p.doc.id, err, progress).await));
                     }
                 }
+            }
+        }
+        if depth == 0 && !prepared.is_empty() {
+            // Let the vector index build its HNSW graph for segments that
+            // grew past the indexing threshold, so search stays approximate
+            // (fast) on a long-running server, not a growing exhaustive scan.
+            let vindex = Arc::clone(&self.vectors);
+            match tokio::task::spawn_blocking(move || vindex.maintain()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(error = %e, "vector index maintenance failed"),
+                Err(e) => warn!(error = %e, "vector index maintenance panicked"),
             }
         }
         results
@@ -392,6 +417,8 @@ impl Ingestor {
                 doc_id: p.doc.id,
                 collection: p.doc.collection.clone(),
                 access: p.doc.access.clone(),
+                tags: p.doc.tags.clone(),
+                date: p.doc.effective_date(),
                 title: p.doc.title.clone(),
                 heading: c.heading_path.join(" > "),
                 text: c.text.clone(),
@@ -484,6 +511,8 @@ impl Ingestor {
                 collection: p.doc.collection.clone(),
                 access: p.doc.access.clone(),
                 title: Some(format!("{} — {}", p.doc.title, a.file_name)),
+                tags: p.doc.tags.clone(),
+                date: p.doc.date.clone(),
             };
             match self.submit_inner(new, Some(p.doc.id)).await {
                 Ok(Submitted::Queued { doc, job }) => jobs.push((job.id, doc.id)),

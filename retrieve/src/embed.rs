@@ -8,7 +8,7 @@ use crate::error::{Result, RetrieveError, FETCH_MODELS};
 use docent_core::{BackendError, BackendResult, Embedder, TokenCounter};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 use parking_lot::Mutex;
-use sha2_free::short_hash;
+pub use sha2_free::short_hash;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use tracing::info;

@@ -124,7 +124,8 @@ mod tests {
             Legs {
                 bm25_rank: Some(2),
                 dense_rank: Some(1),
-                dense_score: Some(0.0)
+                dense_score: Some(0.0),
+                rerank_score: None,
             }
         );
         // a (1/61) and c (1/62): a first.

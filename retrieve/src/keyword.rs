@@ -1,19 +1,23 @@
 //! BM25 keyword index on tantivy.
 //!
-//! Fields: `chunk_id`, `doc_id`, `collection`, `label` (raw, filterable) and
-//! `title`, `heading`, `body` (English analyzer: lowercase, stop words,
-//! Porter stemming). Filters are `ConstScoreQuery(.., 0)` clauses inside the
+//! Fields: `chunk_id`, `doc_id`, `collection`, `label`, `tag` (raw,
+//! filterable), `date` (i64, indexed and fast, for ranges) and `title`,
+//! `heading`, `body` (English analyzer: lowercase, stop words, Porter
+//! stemming; positions kept, so quoted phrases work). Filters are `ConstScoreQuery(.., 0)` clauses inside the
 //! same boolean query as the user's query, so they are applied while
 //! scoring, never afterwards, and do not change BM25 scores.
 
 use docent_core::{AccessFilter, BackendError, BackendResult, IndexedChunk, KeywordIndex, LegHit};
 use parking_lot::Mutex;
+use std::ops::Bound;
 use std::path::Path;
 use std::str::FromStr;
 use tantivy::collector::{DocSetCollector, TopDocs};
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermSetQuery};
-use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING};
+use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermSetQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+};
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
@@ -33,6 +37,8 @@ struct Fields {
     doc_id: Field,
     collection: Field,
     label: Field,
+    tag: Field,
+    date: Field,
     title: Field,
     heading: Field,
     body: Field,
@@ -58,6 +64,8 @@ fn schema() -> Schema {
     sb.add_text_field("doc_id", STRING);
     sb.add_text_field("collection", STRING);
     sb.add_text_field("label", STRING);
+    sb.add_text_field("tag", STRING);
+    sb.add_i64_field("date", NumericOptions::default().set_indexed().set_fast());
     sb.add_text_field("title", text.clone());
     sb.add_text_field("heading", text.clone());
     sb.add_text_field("body", text);
@@ -68,6 +76,17 @@ impl TantivyIndex {
     /// Opens (or creates) the index in `dir`.
     pub fn open(dir: &Path) -> BackendResult<Self> {
         std::fs::create_dir_all(dir).map_err(err)?;
+        // An index written with an older schema is derived data: drop it and
+        // let the startup repair rebuild it from SQL.
+        let stale = match Index::open(MmapDirectory::open(dir).map_err(err)?) {
+            Ok(old) => old.schema() != schema(),
+            Err(_) => false,
+        };
+        if stale {
+            tracing::warn!(dir = %dir.display(), "keyword index has an older schema; rebuilding it from SQL");
+            std::fs::remove_dir_all(dir).map_err(err)?;
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
         let mmap = MmapDirectory::open(dir).map_err(err)?;
         let index = Index::open_or_create(mmap, schema()).map_err(err)?;
         let analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
@@ -87,6 +106,8 @@ impl TantivyIndex {
             doc_id: get("doc_id")?,
             collection: get("collection")?,
             label: get("label")?,
+            tag: get("tag")?,
+            date: get("date")?,
             title: get("title")?,
             heading: get("heading")?,
             body: get("body")?,
@@ -129,6 +150,17 @@ impl TantivyIndex {
         if !filter.doc_ids.is_empty() {
             push(self.f.doc_id, filter.doc_ids.iter().map(Uuid::to_string).collect());
         }
+        if !filter.tags.is_empty() {
+            push(self.f.tag, filter.tags.clone());
+        }
+        if filter.date_from.is_some() || filter.date_to.is_some() {
+            let bound = |v: Option<i64>| match v {
+                Some(x) => Bound::Included(Term::from_field_i64(self.f.date, x)),
+                None => Bound::Unbounded,
+            };
+            let range = RangeQuery::new(bound(filter.date_from), bound(filter.date_to));
+            clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(Box::new(range), 0.0))));
+        }
         clauses
     }
 
@@ -158,6 +190,10 @@ impl KeywordIndex for TantivyIndex {
             for l in &c.access {
                 d.add_text(self.f.label, l);
             }
+            for t in &c.tags {
+                d.add_text(self.f.tag, t);
+            }
+            d.add_i64(self.f.date, c.date);
             d.add_text(self.f.title, &c.title);
             d.add_text(self.f.heading, &c.heading);
             d.add_text(self.f.body, &c.text);

@@ -5,7 +5,8 @@
 //!   [`docent_core::TokenCounter`].
 //! - [`keyword`] — tantivy BM25 with an English analyzer.
 //! - [`vector`] — qdrant-edge, in-process, on disk.
-//! - [`fusion`] — reciprocal rank fusion.
+//! - [`fusion`] — reciprocal rank fusion and convex score fusion.
+//! - [`rerank`] — a cross-encoder (fastembed `TextRerank`) for the fused top-N.
 //! - [`search`] — the hybrid searcher: both legs under one access filter,
 //!   fused, hydrated from SQL (ready documents only).
 
@@ -13,6 +14,7 @@ pub mod embed;
 pub mod error;
 pub mod fusion;
 pub mod keyword;
+pub mod rerank;
 pub mod search;
 pub mod vector;
 

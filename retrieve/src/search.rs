@@ -1,5 +1,6 @@
 //! Hybrid search: dense (qdrant) and BM25 (tantivy) under one access filter,
-//! fused by RRF, hydrated from SQL.
+//! fused (RRF or convex), hydrated from SQL, optionally reranked by a
+//! cross-encoder over the fused top-N.
 //!
 //! Invariant: the access filter is pushed into both index queries; the SQL
 //! hydration step returns only chunks of `ready` documents and re-checks the
@@ -8,7 +9,7 @@
 
 use crate::error::{Result, RetrieveError};
 use crate::fusion::Fusion;
-use docent_core::{AccessFilter, Embedder, KeywordIndex, LegHit, SearchHit, VectorIndex};
+use docent_core::{AccessFilter, Embedder, KeywordIndex, LegHit, Reranker, SearchHit, VectorIndex};
 use docent_store::Store;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub struct SearchConfig {
     pub candidates: usize,
     /// How the legs are fused in hybrid mode.
     pub fusion: Fusion,
+    /// Hits the reranker (when configured) rescores, from the top of the
+    /// fused list.
+    pub rerank_top_n: usize,
 }
 
 impl Default for SearchConfig {
@@ -49,8 +53,18 @@ impl Default for SearchConfig {
         Self {
             candidates: 50,
             fusion: Fusion::Rrf { k: 60.0 },
+            rerank_top_n: 30,
         }
     }
+}
+
+/// How one search runs: mode, fusion and whether to rerank.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub mode: Mode,
+    pub fusion: Fusion,
+    /// Rerank the fused top-N (ignored when no reranker is loaded).
+    pub rerank: bool,
 }
 
 /// Time spent per stage, in microseconds.
@@ -61,6 +75,7 @@ pub struct Timings {
     pub dense_us: u64,
     pub fuse_us: u64,
     pub hydrate_us: u64,
+    pub rerank_us: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +90,7 @@ pub struct Searcher {
     embedder: Arc<dyn Embedder>,
     vectors: Arc<dyn VectorIndex>,
     keywords: Arc<dyn KeywordIndex>,
+    reranker: Option<Arc<dyn Reranker>>,
     cfg: SearchConfig,
 }
 
@@ -95,31 +111,78 @@ impl Searcher {
             embedder,
             vectors,
             keywords,
+            reranker: None,
             cfg,
         }
+    }
+
+    /// Adds a cross-encoder that reranks the fused top-N of every search.
+    pub fn with_reranker(mut self, reranker: Arc<dyn Reranker>) -> Self {
+        self.reranker = Some(reranker);
+        self
     }
 
     pub fn embedder(&self) -> &Arc<dyn Embedder> {
         &self.embedder
     }
 
-    /// Runs the search; `k` results at most.
-    pub async fn search(&self, query: &str, filter: &AccessFilter, k: usize, mode: Mode) -> Result<SearchOutcome> {
-        self.search_with(query, filter, k, mode, self.cfg.fusion).await
+    pub fn reranker(&self) -> Option<&Arc<dyn Reranker>> {
+        self.reranker.as_ref()
     }
 
-    /// [`Searcher::search`] with an explicit fusion (for evaluation).
-    #[instrument(skip(self, query, filter), fields(mode = ?mode, k))]
-    pub async fn search_with(
+    /// The configured plan for `mode`: the configured fusion, reranking when
+    /// a reranker is loaded.
+    pub fn plan(&self, mode: Mode) -> Plan {
+        Plan {
+            mode,
+            fusion: self.cfg.fusion,
+            rerank: self.reranker.is_some(),
+        }
+    }
+
+    /// Runs the search; `k` results at most.
+    pub async fn search(&self, query: &str, filter: &AccessFilter, k: usize, mode: Mode) -> Result<SearchOutcome> {
+        self.search_with(query, filter, k, self.plan(mode)).await
+    }
+
+    /// [`Searcher::search`] with an explicit plan (for evaluation).
+    pub async fn search_with(&self, query: &str, filter: &AccessFilter, k: usize, plan: Plan) -> Result<SearchOutcome> {
+        self.run(query, None, filter, k, plan).await
+    }
+
+    /// [`Searcher::search_with`] with the query already embedded (for
+    /// benchmarks that time the index work alone).
+    pub async fn search_with_vector(
         &self,
         query: &str,
+        vector: Vec<f32>,
         filter: &AccessFilter,
         k: usize,
-        mode: Mode,
-        fusion: Fusion,
+        plan: Plan,
     ) -> Result<SearchOutcome> {
+        self.run(query, Some(vector), filter, k, plan).await
+    }
+
+    #[instrument(skip(self, query, vector, filter), fields(mode = ?plan.mode, rerank = plan.rerank, k))]
+    async fn run(
+        &self,
+        query: &str,
+        vector: Option<Vec<f32>>,
+        filter: &AccessFilter,
+        k: usize,
+        plan: Plan,
+    ) -> Result<SearchOutcome> {
+        let Plan { mode, fusion, rerank } = plan;
         let mut timings = Timings::default();
         if filter.denies_everything() || query.trim().is_empty() || k == 0 {
+            return Ok(SearchOutcome {
+                hits: Vec::new(),
+                timings,
+            });
+        }
+        // A collection without ready documents: nothing to score, and no
+        // reason to embed the query.
+        if !filter.collections.is_empty() && !self.store.any_ready_in(&filter.collections).await? {
             return Ok(SearchOutcome {
                 hits: Vec::new(),
                 timings,
@@ -142,7 +205,10 @@ impl Searcher {
                 };
                 let dense = if mode != Mode::Bm25 {
                     let s = Instant::now();
-                    let v = this.embedder.embed_query(&query)?;
+                    let v = match vector {
+                        Some(v) => v,
+                        None => this.embedder.embed_query(&query)?,
+                    };
                     t.embed_us = us(s);
                     let s = Instant::now();
                     let r = this.vectors.search(&v, &filter, n)?;
@@ -165,19 +231,22 @@ impl Searcher {
         timings.fuse_us = us(s);
 
         let s = Instant::now();
-        // Hydrate a little more than k: some hits may belong to documents
-        // that are not (or no longer) ready.
-        let want: Vec<_> = fused.iter().take(k * 2 + 8).map(|f| f.chunk_id).collect();
+        let reranker = self.reranker.as_ref().filter(|_| rerank && self.cfg.rerank_top_n > 0);
+        let top_n = if reranker.is_some() { self.cfg.rerank_top_n } else { 0 };
+        let keep = k.max(top_n);
+        // Hydrate a little more than needed: some hits may belong to
+        // documents that are not (or no longer) ready.
+        let want: Vec<_> = fused.iter().take(keep * 2 + 8).map(|f| f.chunk_id).collect();
         let rows = self.store.hydrate(&want).await?;
-        let mut hits = Vec::with_capacity(k);
+        let mut hits = Vec::with_capacity(keep);
         for f in &fused {
-            if hits.len() >= k {
+            if hits.len() >= keep {
                 break;
             }
             let Some((chunk, document)) = rows.get(&f.chunk_id) else {
                 continue;
             };
-            if !filter.allows(&document.collection, &document.access, document.id) {
+            if !filter.allows_doc(document) {
                 error!(chunk_id = %f.chunk_id, "index returned a chunk outside the access filter; dropped");
                 continue;
             }
@@ -189,6 +258,64 @@ impl Searcher {
             });
         }
         timings.hydrate_us = us(s);
+        if let Some(reranker) = reranker {
+            let s = Instant::now();
+            hits = rerank_hits(Arc::clone(reranker), query, hits, top_n).await?;
+            timings.rerank_us = us(s);
+        }
+        hits.truncate(k);
         Ok(SearchOutcome { hits, timings })
     }
+}
+
+/// Reorders the first `top_n` hits by the cross-encoder's score (the rest
+/// keep their fused order after them). The passage the model reads is the
+/// document title, the heading path and the chunk text.
+async fn rerank_hits(
+    reranker: Arc<dyn Reranker>,
+    query: &str,
+    mut hits: Vec<SearchHit>,
+    top_n: usize,
+) -> Result<Vec<SearchHit>> {
+    let n = top_n.min(hits.len());
+    if n == 0 {
+        return Ok(hits);
+    }
+    let tail = hits.split_off(n);
+    let passages: Vec<String> = hits.iter().map(passage_for_rerank).collect();
+    let query = query.to_owned();
+    let scores = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
+        reranker.rerank(&query, &refs)
+    })
+    .await
+    .map_err(|e| RetrieveError::Join(e.to_string()))??;
+    for (h, s) in hits.iter_mut().zip(&scores) {
+        h.legs.rerank_score = Some(*s);
+    }
+    // Stable: equal scores keep the fused order.
+    hits.sort_by(|a, b| {
+        b.legs
+            .rerank_score
+            .unwrap_or(f32::NEG_INFINITY)
+            .total_cmp(&a.legs.rerank_score.unwrap_or(f32::NEG_INFINITY))
+    });
+    hits.extend(tail);
+    Ok(hits)
+}
+
+fn passage_for_rerank(h: &SearchHit) -> String {
+    let mut p = String::new();
+    let title = h.document.title.trim();
+    // Plain-text uploads often start with their title already.
+    if !title.is_empty() && !h.chunk.text.trim_start().starts_with(title) {
+        p.push_str(title);
+        p.push('\n');
+    }
+    if !h.chunk.heading_path.is_empty() {
+        p.push_str(&h.chunk.heading_path.join(" > "));
+        p.push('\n');
+    }
+    p.push_str(&h.chunk.text);
+    p
 }

@@ -1,20 +1,24 @@
 //! Dense-vector index on qdrant-edge (in-process, on disk).
 //!
 //! Points are keyed by chunk id (UUID). The payload carries `doc_id`,
-//! `collection` and `labels`, each with a keyword payload index, and every
-//! search passes the access filter to qdrant so that only permitted points
-//! are scored. Writes, flushes and optimizations are serialized by one lock:
+//! `collection`, `labels` and `tags` (keyword payload indexes) and `date`
+//! (integer index), and every search passes the access filter to qdrant so
+//! that only permitted points are scored. With `int8`, qdrant keeps a scalar
+//! quantized copy of the vectors, searches it and rescores the oversampled
+//! candidates with the full vectors. Writes, flushes and optimizations are serialized by one lock:
 //! qdrant-edge's `flush` must not run concurrently with `update`.
 //! `load` does not replay the WAL, so every write batch is flushed.
 
 use docent_core::{AccessFilter, BackendError, BackendResult, IndexedChunk, LegHit, VectorIndex};
 use parking_lot::Mutex;
+use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::external::serde_json::json;
 use qdrant_edge::{
-    Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeVectorParams, FieldCondition,
-    FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType, PointId,
-    PointInsertOperations, PointOperations, PointStruct, QueryEnum, QueryRequest, ScoringQuery, SearchParams,
-    UpdateOperation, WithPayloadInterface, WithVector, DEFAULT_VECTOR_NAME,
+    Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeVectorParams,
+    FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
+    PointId, PointInsertOperations, PointOperations, PointStruct, QuantizationConfig, QuantizationSearchParams,
+    QueryEnum, QueryRequest, Range, ScalarQuantizationConfig, ScalarType, ScoringQuery, SearchParams, UpdateOperation,
+    WithPayloadInterface, WithVector, DEFAULT_VECTOR_NAME,
 };
 use std::path::Path;
 use uuid::Uuid;
@@ -41,19 +45,33 @@ fn from_point_id(id: &PointId) -> Option<Uuid> {
     }
 }
 
+/// HNSW and quantization settings of the dense index.
 #[derive(Debug, Clone, Copy)]
-pub struct HnswSettings {
+pub struct VectorSettings {
     pub m: usize,
     pub ef_construct: usize,
     pub ef_search: usize,
+    /// Keep an int8 scalar-quantized copy, search it and rescore with the
+    /// full vectors. Applies to segments built after it is set
+    /// (`docent reindex` rebuilds all).
+    pub int8: bool,
+    /// Candidates taken from the quantized search per result, for rescoring.
+    pub oversampling: f64,
+    /// Segments larger than this (KiB of vectors) get an HNSW graph (and
+    /// their quantized copy); smaller ones are searched exhaustively.
+    /// `None`: qdrant's default (10,000 KiB, about 6,500 384-d vectors).
+    pub indexing_threshold_kb: Option<usize>,
 }
 
-impl Default for HnswSettings {
+impl Default for VectorSettings {
     fn default() -> Self {
         Self {
             m: 16,
             ef_construct: 100,
             ef_search: 128,
+            int8: false,
+            oversampling: 2.0,
+            indexing_threshold_kb: None,
         }
     }
 }
@@ -62,26 +80,37 @@ pub struct EdgeVectorIndex {
     shard: EdgeShard,
     write: Mutex<()>,
     dim: usize,
-    hnsw: HnswSettings,
+    hnsw: VectorSettings,
 }
 
 impl EdgeVectorIndex {
     /// Opens or creates the shard in `dir` for vectors of `dim` dimensions.
-    pub fn open(dir: &Path, dim: usize, hnsw: HnswSettings) -> BackendResult<Self> {
+    pub fn open(dir: &Path, dim: usize, hnsw: VectorSettings) -> BackendResult<Self> {
         std::fs::create_dir_all(dir).map_err(err)?;
         let hnsw_cfg = qdrant_edge::HnswIndexConfig {
             m: hnsw.m,
             ef_construct: hnsw.ef_construct,
             ..Default::default()
         };
-        let config = EdgeConfig::builder()
+        let mut builder = EdgeConfig::builder()
             .on_disk_payload(true)
             .vector(
                 DEFAULT_VECTOR_NAME,
                 EdgeVectorParams::builder(dim, Distance::Cosine).build(),
             )
             .hnsw_config(hnsw_cfg)
-            .build();
+            .optimizers(EdgeOptimizersConfig {
+                indexing_threshold: hnsw.indexing_threshold_kb,
+                ..Default::default()
+            });
+        if hnsw.int8 {
+            builder = builder.quantization_config(QuantizationConfig::from(ScalarQuantizationConfig {
+                r#type: ScalarType::Int8,
+                quantile: Some(0.99),
+                always_ram: Some(true),
+            }));
+        }
+        let config = builder.build();
         let shard = EdgeShard::load(dir, Some(config)).map_err(err)?;
         let me = Self {
             shard,
@@ -89,12 +118,19 @@ impl EdgeVectorIndex {
             dim,
             hnsw,
         };
-        for field in ["doc_id", "collection", "labels"] {
+        let fields = [
+            ("doc_id", PayloadSchemaType::Keyword),
+            ("collection", PayloadSchemaType::Keyword),
+            ("labels", PayloadSchemaType::Keyword),
+            ("tags", PayloadSchemaType::Keyword),
+            ("date", PayloadSchemaType::Integer),
+        ];
+        for (field, kind) in fields {
             me.shard
                 .update(UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(
                     CreateIndex {
                         field_name: key(field)?,
-                        field_schema: Some(PayloadFieldSchema::FieldType(PayloadSchemaType::Keyword)),
+                        field_schema: Some(PayloadFieldSchema::FieldType(kind)),
                     },
                 )))
                 .map_err(err)?;
@@ -126,6 +162,24 @@ impl EdgeVectorIndex {
                 Match::from(f.doc_ids.iter().map(Uuid::to_string).collect::<Vec<_>>()),
             )));
         }
+        if !f.tags.is_empty() {
+            must.push(Condition::Field(FieldCondition::new_match(
+                key("tags")?,
+                Match::from(f.tags.clone()),
+            )));
+        }
+        if f.date_from.is_some() || f.date_to.is_some() {
+            let bound = |v: Option<i64>| v.map(|x| OrderedFloat(x as f64));
+            must.push(Condition::Field(FieldCondition::new_range(
+                key("date")?,
+                Range {
+                    gte: bound(f.date_from),
+                    lte: bound(f.date_to),
+                    lt: None,
+                    gt: None,
+                },
+            )));
+        }
         Ok(Filter {
             must: Some(must),
             ..Default::default()
@@ -134,6 +188,50 @@ impl EdgeVectorIndex {
 }
 
 impl EdgeVectorIndex {
+    fn query(&self, vector: &[f32], filter: &AccessFilter, k: usize, exact: bool) -> BackendResult<Vec<LegHit>> {
+        if filter.denies_everything() || k == 0 {
+            return Ok(Vec::new());
+        }
+        if vector.len() != self.dim {
+            return Err(BackendError::invalid(BACKEND, "query vector has the wrong dimension"));
+        }
+        let hits = self
+            .shard
+            .query(QueryRequest {
+                prefetches: vec![],
+                query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                    query: vector.to_vec().into(),
+                    using: None,
+                }))),
+                filter: Some(self.filter(filter)?),
+                score_threshold: None,
+                limit: k,
+                offset: 0,
+                params: Some(SearchParams {
+                    hnsw_ef: Some(self.hnsw.ef_search),
+                    exact,
+                    quantization: self.hnsw.int8.then_some(QuantizationSearchParams {
+                        ignore: exact,
+                        rescore: Some(true),
+                        oversampling: Some(self.hnsw.oversampling.max(1.0)),
+                    }),
+                    ..Default::default()
+                }),
+                with_vector: WithVector::Bool(false),
+                with_payload: WithPayloadInterface::Bool(false),
+            })
+            .map_err(err)?;
+        Ok(hits
+            .iter()
+            .filter_map(|p| {
+                from_point_id(&p.id).map(|chunk_id| LegHit {
+                    chunk_id,
+                    score: p.score,
+                })
+            })
+            .collect())
+    }
+
     /// qdrant-edge's `flush` panics on an I/O error; report it as an error.
     fn flush_shard(&self) -> BackendResult<()> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.shard.flush())).map_err(|p| {
@@ -168,6 +266,8 @@ impl VectorIndex for EdgeVectorIndex {
                 "doc_id": c.doc_id.to_string(),
                 "collection": c.collection,
                 "labels": c.access,
+                "tags": c.tags,
+                "date": c.date,
             });
             points.push(PointStruct::new(to_point_id(c.chunk_id), v.clone(), payload).into());
         }
@@ -196,41 +296,11 @@ impl VectorIndex for EdgeVectorIndex {
     }
 
     fn search(&self, vector: &[f32], filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>> {
-        if filter.denies_everything() || k == 0 {
-            return Ok(Vec::new());
-        }
-        if vector.len() != self.dim {
-            return Err(BackendError::invalid(BACKEND, "query vector has the wrong dimension"));
-        }
-        let hits = self
-            .shard
-            .query(QueryRequest {
-                prefetches: vec![],
-                query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
-                    query: vector.to_vec().into(),
-                    using: None,
-                }))),
-                filter: Some(self.filter(filter)?),
-                score_threshold: None,
-                limit: k,
-                offset: 0,
-                params: Some(SearchParams {
-                    hnsw_ef: Some(self.hnsw.ef_search),
-                    ..Default::default()
-                }),
-                with_vector: WithVector::Bool(false),
-                with_payload: WithPayloadInterface::Bool(false),
-            })
-            .map_err(err)?;
-        Ok(hits
-            .iter()
-            .filter_map(|p| {
-                from_point_id(&p.id).map(|chunk_id| LegHit {
-                    chunk_id,
-                    score: p.score,
-                })
-            })
-            .collect())
+        self.query(vector, filter, k, false)
+    }
+
+    fn search_exact(&self, vector: &[f32], filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>> {
+        self.query(vector, filter, k, true)
     }
 
     fn count(&self) -> BackendResult<u64> {
@@ -290,5 +360,9 @@ impl VectorIndex for EdgeVectorIndex {
     fn flush(&self) -> BackendResult<()> {
         let _g = self.write.lock();
         self.flush_shard()
+    }
+
+    fn maintain(&self) -> BackendResult<()> {
+        self.optimize()
     }
 }

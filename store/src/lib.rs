@@ -69,7 +69,7 @@ fn opt_u32(v: Option<i64>) -> Option<u32> {
     v.and_then(|x| u32::try_from(x).ok())
 }
 
-const DOC_COLUMNS: &str = "id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, supersedes, parent_id, created_at, updated_at";
+const DOC_COLUMNS: &str = "id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, supersedes, parent_id, tags, doc_date, created_at, updated_at";
 const CHUNK_COLUMNS: &str = "id, doc_id, ordinal, text, page, heading_path, char_start, char_end, token_count";
 
 fn doc_from_row(row: &AnyRow) -> Result<Document> {
@@ -96,6 +96,8 @@ fn doc_from_row(row: &AnyRow) -> Result<Document> {
             .try_get::<Option<String>, _>("parent_id")?
             .map(|s| parse_uuid("documents", &s))
             .transpose()?,
+        tags: parse_list("documents", &row.try_get::<String, _>("tags")?)?,
+        date: row.try_get("doc_date")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -135,6 +137,9 @@ pub struct ChunkWithAccess {
     pub collection: String,
     pub access: Vec<String>,
     pub title: String,
+    pub tags: Vec<String>,
+    /// The document's effective date (unix seconds), see `Document::effective_date`.
+    pub date: i64,
 }
 
 impl Store {
@@ -202,8 +207,8 @@ impl Store {
 
     pub async fn insert_document(&self, doc: &Document) -> Result<()> {
         sqlx::query(
-            "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at, supersedes, parent_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at, supersedes, parent_id, tags, doc_date)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
         )
         .bind(doc.id.to_string())
         .bind(&doc.collection)
@@ -221,6 +226,8 @@ impl Store {
         .bind(&doc.updated_at)
         .bind(doc.supersedes.map(|u| u.to_string()))
         .bind(doc.parent_id.map(|u| u.to_string()))
+        .bind(to_list(&doc.tags))
+        .bind(doc.date.clone())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -484,6 +491,22 @@ impl Store {
         Ok(out)
     }
 
+    /// Whether any of these collections holds a ready document (an index
+    /// lookup: `collection` leads two indexes). Lets a search of an empty or
+    /// unknown collection return at once.
+    pub async fn any_ready_in(&self, collections: &[String]) -> Result<bool> {
+        for c in collections {
+            let row = sqlx::query("SELECT 1 AS one FROM documents WHERE collection = $1 AND status = 'ready' LIMIT 1")
+                .bind(c)
+                .fetch_optional(&self.pool)
+                .await?;
+            if row.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Chunk ids of ready documents, for consistency checks.
     pub async fn ready_chunk_ids(&self) -> Result<Vec<Uuid>> {
         let rows =
@@ -499,7 +522,8 @@ impl Store {
     pub async fn ready_chunks_with_access(&self) -> Result<Vec<ChunkWithAccess>> {
         let rows = sqlx::query(
             "SELECT c.id, c.doc_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.token_count,
-                    c.collection AS chunk_collection, c.access AS chunk_access, d.title AS doc_title
+                    c.collection AS chunk_collection, c.access AS chunk_access, d.title AS doc_title,
+                    d.tags AS doc_tags, d.doc_date AS doc_date, d.created_at AS doc_created
              FROM chunks c JOIN documents d ON d.id = c.doc_id
              WHERE d.status = 'ready' ORDER BY c.doc_id, c.ordinal",
         )
@@ -512,6 +536,13 @@ impl Store {
                     collection: r.try_get("chunk_collection")?,
                     access: parse_list("chunks", &r.try_get::<String, _>("chunk_access")?)?,
                     title: r.try_get("doc_title")?,
+                    tags: parse_list("documents", &r.try_get::<String, _>("doc_tags")?)?,
+                    date: r
+                        .try_get::<Option<String>, _>("doc_date")?
+                        .as_deref()
+                        .and_then(docent_core::parse_date)
+                        .or_else(|| docent_core::parse_date(&r.try_get::<String, _>("doc_created").unwrap_or_default()))
+                        .unwrap_or(0),
                 })
             })
             .collect()

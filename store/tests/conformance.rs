@@ -23,6 +23,8 @@ fn doc(collection: &str, hash: &str, access: &[&str]) -> Document {
         chunk_count: 0,
         supersedes: None,
         parent_id: None,
+        tags: vec!["policy".into()],
+        date: Some("2024-03-01".into()),
         created_at: now.clone(),
         updated_at: now,
     }
@@ -96,6 +98,16 @@ async fn suite(store: Store) {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[&chunks[1].id].0, chunks[1]);
     assert_eq!(rows[&chunks[1].id].1.id, d.id);
+    // Reindexing carries tags and the document's own date (2024-03-01 UTC).
+    let with_access = store.ready_chunks_with_access().await.expect("with access");
+    let mine: Vec<_> = with_access.iter().filter(|r| r.chunk.doc_id == d.id).collect();
+    assert_eq!(mine.len(), 2);
+    assert_eq!(mine[0].tags, vec!["policy".to_owned()]);
+    assert_eq!(mine[0].date, 1_709_251_200);
+    assert_eq!(got.effective_date(), 1_709_251_200);
+    // A collection is known to hold ready documents, or not.
+    assert!(store.any_ready_in(&["c1".into()]).await.expect("any ready"));
+    assert!(!store.any_ready_in(&["nowhere".into()]).await.expect("none ready"));
     assert_eq!(store.chunks_of(d.id).await.expect("chunks"), chunks);
     assert_eq!(store.ready_chunk_ids().await.expect("ids").len(), 2);
     let with_access = store.ready_chunks_with_access().await.expect("with access");

@@ -24,6 +24,9 @@ pub struct DocumentDto {
     pub supersedes: Option<Uuid>,
     /// The carrier document (an e-mail) when this one is its attachment.
     pub parent_id: Option<Uuid>,
+    pub tags: Vec<String>,
+    /// The document's own date, as given at upload.
+    pub date: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -45,6 +48,8 @@ impl From<Document> for DocumentDto {
             chunk_count: d.chunk_count,
             supersedes: d.supersedes,
             parent_id: d.parent_id,
+            tags: d.tags,
+            date: d.date,
             created_at: d.created_at,
             updated_at: d.updated_at,
         }
@@ -95,6 +100,18 @@ pub struct SearchRequest {
     pub mode: Option<String>,
     #[serde(default)]
     pub collection: Option<String>,
+    /// Only these documents.
+    #[serde(default)]
+    pub document_ids: Vec<Uuid>,
+    /// Only documents carrying at least one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Only documents dated on or after / on or before (RFC 3339 or
+    /// YYYY-MM-DD; a plain day as `date_to` includes the whole day).
+    #[serde(default)]
+    pub date_from: Option<String>,
+    #[serde(default)]
+    pub date_to: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -109,6 +126,8 @@ pub struct HitDto {
     pub bm25_rank: Option<u32>,
     pub dense_rank: Option<u32>,
     pub dense_score: Option<f32>,
+    /// The cross-encoder's logit, when the hit was reranked.
+    pub rerank_score: Option<f32>,
 }
 
 impl From<SearchHit> for HitDto {
@@ -124,6 +143,7 @@ impl From<SearchHit> for HitDto {
             bm25_rank: h.legs.bm25_rank,
             dense_rank: h.legs.dense_rank,
             dense_score: h.legs.dense_score,
+            rerank_score: h.legs.rerank_score,
         }
     }
 }

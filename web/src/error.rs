@@ -76,7 +76,8 @@ impl ResponseError for ApiError {
                 | IngestError::Malformed { .. }
                 | IngestError::NeedsOcr
                 | IngestError::ExtractorPanic(_)
-                | IngestError::Timeout(_) => StatusCode::BAD_REQUEST,
+                | IngestError::Timeout(_)
+                | IngestError::BadMetadata(_) => StatusCode::BAD_REQUEST,
                 IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
                 IngestError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
                 IngestError::Embed(_)

@@ -27,13 +27,16 @@ async fn read_text_field(field: &mut actix_multipart::Field, limit: usize) -> Ap
 }
 
 /// `POST /v1/documents`: multipart with one `file` part, and optional
-/// `collection`, `access` (comma-separated labels) and `title` parts.
+/// `collection`, `access` (comma-separated labels), `title`, `tags`
+/// (comma-separated) and `date` (RFC 3339 or YYYY-MM-DD) parts.
 pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiResult<HttpResponse> {
     let limit = state.cfg.max_upload_bytes;
     let mut file: Option<(String, Vec<u8>)> = None;
     let mut collection = None;
     let mut access = None;
     let mut title = None;
+    let mut tags = None;
+    let mut date: Option<String> = None;
     while let Some(mut field) = payload
         .try_next()
         .await
@@ -66,6 +69,8 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
             "collection" => collection = Some(read_text_field(&mut field, 256).await?),
             "access" => access = Some(read_text_field(&mut field, 4096).await?),
             "title" => title = Some(read_text_field(&mut field, 1024).await?),
+            "tags" => tags = Some(read_text_field(&mut field, 4096).await?),
+            "date" => date = Some(read_text_field(&mut field, 64).await?),
             other => return Err(ApiError::BadRequest(format!("unknown form field {other:?}"))),
         }
     }
@@ -75,11 +80,7 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| state.cfg.default_collection.clone());
     let access: Vec<String> = match access {
-        Some(a) => a
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect(),
+        Some(a) => split_list(Some(&a)),
         None => state.cfg.default_access.clone(),
     };
     if access.is_empty() {
@@ -94,6 +95,8 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
             collection,
             access,
             title,
+            tags: split_list(tags.as_deref()),
+            date: date.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()),
         })
         .await?;
     match submitted {
@@ -213,4 +216,13 @@ pub async fn job_events(state: web::Data<AppState>, path: web::Path<String>) -> 
         .insert_header(("Content-Type", "text/event-stream"))
         .insert_header(("Cache-Control", "no-cache"))
         .streaming(stream))
+}
+
+/// A comma-separated form value as a list (blank items dropped).
+fn split_list(v: Option<&str>) -> Vec<String> {
+    v.unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }

@@ -22,9 +22,21 @@ pub async fn search(state: web::Data<AppState>, body: web::Json<SearchRequest>) 
     };
     let mut filter = AccessFilter::for_principal(&state.principal());
     filter.collections = req.collection.into_iter().collect();
+    filter.doc_ids = req.document_ids;
+    filter.tags = req.tags;
+    filter.date_from = req.date_from.as_deref().map(|d| date_bound(d, false)).transpose()?;
+    filter.date_to = req.date_to.as_deref().map(|d| date_bound(d, true)).transpose()?;
     let out = state.searcher.search(&req.query, &filter, k, mode).await?;
     Ok(HttpResponse::Ok().json(SearchResponse {
         hits: out.hits.into_iter().map(HitDto::from).collect(),
         timings_us: out.timings,
     }))
+}
+
+/// A date bound in unix seconds; a plain day as an upper bound covers the
+/// whole day.
+fn date_bound(s: &str, upper: bool) -> ApiResult<i64> {
+    let t = docent_core::parse_date(s)
+        .ok_or_else(|| ApiError::BadRequest(format!("date {s:?} is neither RFC 3339 nor YYYY-MM-DD")))?;
+    Ok(if upper && s.trim().len() == 10 { t + 86_399 } else { t })
 }
