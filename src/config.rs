@@ -186,7 +186,7 @@ impl Default for Retrieval {
     fn default() -> Self {
         Self {
             candidates: 50,
-            fusion: "rrf".into(),
+            fusion: "convex".into(),
             rrf_k: 60.0,
             convex_alpha: 0.5,
             hnsw_m: 16,

@@ -52,7 +52,7 @@ impl Default for SearchConfig {
     fn default() -> Self {
         Self {
             candidates: 50,
-            fusion: Fusion::Rrf { k: 60.0 },
+            fusion: Fusion::Convex { alpha: 0.5 },
             rerank_top_n: 30,
         }
     }
