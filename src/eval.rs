@@ -518,23 +518,28 @@ mod tests {
     #[test]
     fn squad_becomes_a_beir_collection() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ctx = "A title line for the article\nFirst passage says the incubation period is five days.\nSecond passage covers masks and hand washing in hospitals.\n";
-        let start = ctx.find("masks").expect("answer in context");
+        // Accented letters before the answer: SQuAD offsets count characters.
+        let ctx = "A title line for the article by Genevi\u{e8}ve Bo\u{ef}ly\nFirst passage \u{e9}\u{e9}\u{e9}\u{e9} says the incubation period is five days.\nSecond passage covers masks and hand washing in hospitals.\n";
+        // The answer opens a passage: a byte offset taken for a character
+        // offset would land in the passage before.
+        let start = ctx[..ctx.find("Second passage").expect("answer in context")]
+            .chars()
+            .count();
         let squad = serde_json::json!({"data": [{"paragraphs": [{"context": ctx, "qas": [
-            {"id": 7, "question": "What does the second passage cover?", "answers": [{"text": "masks", "answer_start": start}]},
+            {"id": 7, "question": "What does the second passage cover?", "answers": [{"text": "Second passage", "answer_start": start}]},
             {"id": 8, "question": "No answer here", "answers": []}
         ]}]}]});
         let file = dir.path().join("squad.json");
         std::fs::write(&file, squad.to_string()).expect("write");
         let out = dir.path().join("beir");
-        let b = squad_to_beir(&file, &out, 20).expect("build");
+        let b = squad_to_beir(&file, &out, 40).expect("build");
         assert_eq!((b.queries, b.judgments), (1, 1));
         let qrels = read_qrels(&out.join("qrels/test.tsv")).expect("qrels");
         let rel: Vec<&String> = qrels["7"].keys().collect();
         let corpus: Vec<CorpusDoc> = read_jsonl(&out.join("corpus.jsonl")).expect("corpus");
         let doc = corpus.iter().find(|d| &d.id == rel[0]).expect("judged passage exists");
         assert!(doc.text.contains("masks"), "{doc:?}");
-        assert_eq!(doc.title, "A title line for the article");
+        assert_eq!(doc.title, "A title line for the article by Genevi\u{e8}ve Bo\u{ef}ly");
         assert_eq!(corpus.len(), b.passages);
     }
 
@@ -655,9 +660,13 @@ pub fn squad_to_beir(file: &Path, out: &Path, min_chars: usize) -> anyhow::Resul
             for (q, qa) in para.qas.iter().enumerate() {
                 let mut relevant: Vec<usize> = Vec::new();
                 for ans in &qa.answers {
-                    let end = ans.answer_start + ans.text.len();
+                    // SQuAD offsets count characters; spans are bytes.
+                    let Some(start) = ctx.char_indices().nth(ans.answer_start).map(|(b, _)| b) else {
+                        continue;
+                    };
+                    let end = start + ans.text.len();
                     for (n, (s, e)) in spans.iter().enumerate() {
-                        if ans.answer_start < *e && end > *s && !relevant.contains(&n) {
+                        if start < *e && end > *s && !relevant.contains(&n) {
                             relevant.push(n);
                         }
                     }
