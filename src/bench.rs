@@ -12,29 +12,13 @@
 //! `Searcher`: BM25, dense and fused legs, SQL hydration, the access filter.
 
 use crate::app::Components;
-use anyhow::Context;
+use crate::eval::{read_jsonl, CorpusDoc, Query};
 use docent_core::{now_rfc3339, AccessFilter, Chunk, DocStatus, Document, IndexedChunk, SourceKind, VectorIndex};
 use docent_retrieve::search::{Mode, Plan};
-use serde::{Deserialize, Serialize};
-use std::io::BufRead;
+use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
 use uuid::Uuid;
-
-#[derive(Debug, Deserialize)]
-struct CorpusDoc {
-    #[serde(rename = "_id")]
-    id: String,
-    #[serde(default)]
-    title: String,
-    #[serde(default)]
-    text: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Query {
-    text: String,
-}
 
 #[derive(Debug, Serialize)]
 pub struct Latency {
@@ -114,18 +98,6 @@ pub fn variant_vector(base: &[f32], seed: u64, v: u32) -> Vec<f32> {
         *x /= norm;
     }
     out
-}
-
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    for line in std::io::BufReader::new(f).lines() {
-        let line = line?;
-        if !line.trim().is_empty() {
-            out.push(serde_json::from_str(&line)?);
-        }
-    }
-    Ok(out)
 }
 
 fn dir_size(p: &Path) -> u64 {

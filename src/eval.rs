@@ -16,20 +16,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Deserialize)]
-struct CorpusDoc {
+pub(crate) struct CorpusDoc {
     #[serde(rename = "_id")]
-    id: String,
+    pub(crate) id: String,
     #[serde(default)]
-    title: String,
+    pub(crate) title: String,
     #[serde(default)]
-    text: String,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Deserialize)]
-struct Query {
+pub(crate) struct Query {
     #[serde(rename = "_id")]
-    id: String,
-    text: String,
+    pub(crate) id: String,
+    pub(crate) text: String,
 }
 
 pub type Qrels = HashMap<String, HashMap<String, u32>>;
@@ -51,7 +51,7 @@ pub fn read_qrels(path: &Path) -> anyhow::Result<Qrels> {
     Ok(out)
 }
 
-fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
+pub(crate) fn read_jsonl<T: for<'de> Deserialize<'de>>(path: &Path) -> anyhow::Result<Vec<T>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in std::io::BufReader::new(f).lines().enumerate() {

@@ -226,7 +226,17 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             access,
             tags,
             date,
-        } => ingest(cfg, paths, collection, access, split_list(tags.as_deref()), date).await,
+        } => {
+            ingest(
+                cfg,
+                paths,
+                collection,
+                access,
+                docent_core::split_list(tags.as_deref()),
+                date,
+            )
+            .await
+        }
         Cmd::Search {
             query,
             k,
@@ -238,7 +248,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             json,
         } => {
             let mut filter = filter_for(&cfg, collection);
-            filter.tags = split_list(tags.as_deref());
+            filter.tags = docent_core::split_list(tags.as_deref());
             filter.date_from = from.as_deref().map(|d| parse_bound(d, false)).transpose()?;
             filter.date_to = to.as_deref().map(|d| parse_bound(d, true)).transpose()?;
             search(cfg, &query, k, mode, filter, json).await
@@ -814,19 +824,9 @@ impl StageClock {
     }
 }
 
-fn split_list(v: Option<&str>) -> Vec<String> {
-    v.unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
-}
-
-/// A date bound in unix seconds; a plain day as an upper bound covers the
-/// whole day.
+/// A date bound in unix seconds (see `docent_core::parse_date_bound`).
 fn parse_bound(s: &str, upper: bool) -> anyhow::Result<i64> {
-    let t = docent_core::parse_date(s).with_context(|| format!("date {s:?} is neither YYYY-MM-DD nor RFC 3339"))?;
-    Ok(if upper && s.trim().len() == 10 { t + 86_399 } else { t })
+    docent_core::parse_date_bound(s, upper).with_context(|| format!("date {s:?} is neither YYYY-MM-DD nor RFC 3339"))
 }
 
 fn filter_for(cfg: &Config, collection: Option<String>) -> AccessFilter {

@@ -280,6 +280,23 @@ pub struct GenUsage {
     pub total_ms: u64,
 }
 
+/// A date filter bound in unix seconds. A plain `YYYY-MM-DD` as an upper
+/// bound covers that whole day.
+pub fn parse_date_bound(s: &str, upper: bool) -> Option<i64> {
+    let t = parse_date(s)?;
+    Some(if upper && s.trim().len() == 10 { t + 86_399 } else { t })
+}
+
+/// A comma-separated value (form field, CLI flag) as a list, blank items
+/// dropped.
+pub fn split_list(v: Option<&str>) -> Vec<String> {
+    v.unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod date_tests {
     use super::parse_date;
@@ -291,6 +308,9 @@ mod date_tests {
         assert_eq!(parse_date("2024-02-30"), None);
         assert_eq!(parse_date("yesterday"), None);
         assert_eq!(parse_date("2024-1-5"), None);
+        assert_eq!(super::parse_date_bound("1970-01-02", true), Some(86_400 + 86_399));
+        assert_eq!(super::parse_date_bound("1970-01-02", false), Some(86_400));
+        assert_eq!(super::split_list(Some(" a, ,b ")), vec!["a".to_owned(), "b".to_owned()]);
     }
 }
 

@@ -71,7 +71,8 @@ pub struct FastEmbedder {
     opts: EmbedderOptions,
 }
 
-fn read(path: PathBuf) -> Result<Vec<u8>> {
+/// Reads a model file; a missing one names the fetch script.
+pub(crate) fn read(path: PathBuf) -> Result<Vec<u8>> {
     if !path.is_file() {
         return Err(RetrieveError::ModelMissing {
             path: path.display().to_string(),

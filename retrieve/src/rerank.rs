@@ -5,8 +5,8 @@
 //! bi-encoder can. It is slow (one forward pass per pair), so the searcher
 //! applies it only to the fused top-N.
 
-use crate::embed::onnxruntime;
-use crate::error::{Result, RetrieveError, FETCH_MODELS};
+use crate::embed::{onnxruntime, read};
+use crate::error::{Result, RetrieveError};
 use docent_core::{BackendError, BackendResult, Reranker};
 use fastembed::{RerankInitOptionsUserDefined, TextRerank, TokenizerFiles, UserDefinedRerankingModel};
 use parking_lot::Mutex;
@@ -28,16 +28,6 @@ pub struct FastReranker {
     model: Mutex<TextRerank>,
     id: String,
     batch: usize,
-}
-
-fn read(path: PathBuf) -> Result<Vec<u8>> {
-    if !path.is_file() {
-        return Err(RetrieveError::ModelMissing {
-            path: path.display().to_string(),
-            fetch: FETCH_MODELS,
-        });
-    }
-    Ok(std::fs::read(path)?)
 }
 
 impl FastReranker {

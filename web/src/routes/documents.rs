@@ -80,7 +80,7 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| state.cfg.default_collection.clone());
     let access: Vec<String> = match access {
-        Some(a) => split_list(Some(&a)),
+        Some(a) => docent_core::split_list(Some(&a)),
         None => state.cfg.default_access.clone(),
     };
     if access.is_empty() {
@@ -95,7 +95,7 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
             collection,
             access,
             title,
-            tags: split_list(tags.as_deref()),
+            tags: docent_core::split_list(tags.as_deref()),
             date: date.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()),
         })
         .await?;
@@ -216,13 +216,4 @@ pub async fn job_events(state: web::Data<AppState>, path: web::Path<String>) -> 
         .insert_header(("Content-Type", "text/event-stream"))
         .insert_header(("Cache-Control", "no-cache"))
         .streaming(stream))
-}
-
-/// A comma-separated form value as a list (blank items dropped).
-fn split_list(v: Option<&str>) -> Vec<String> {
-    v.unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
 }

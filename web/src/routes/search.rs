@@ -36,7 +36,6 @@ pub async fn search(state: web::Data<AppState>, body: web::Json<SearchRequest>) 
 /// A date bound in unix seconds; a plain day as an upper bound covers the
 /// whole day.
 fn date_bound(s: &str, upper: bool) -> ApiResult<i64> {
-    let t = docent_core::parse_date(s)
-        .ok_or_else(|| ApiError::BadRequest(format!("date {s:?} is neither RFC 3339 nor YYYY-MM-DD")))?;
-    Ok(if upper && s.trim().len() == 10 { t + 86_399 } else { t })
+    docent_core::parse_date_bound(s, upper)
+        .ok_or_else(|| ApiError::BadRequest(format!("date {s:?} is neither RFC 3339 nor YYYY-MM-DD")))
 }
