@@ -5,7 +5,9 @@ use anyhow::Context;
 use docent_core::{ChatModel, Embedder, KeywordIndex, TokenCounter, VectorIndex};
 use docent_generate::answer::AnswerConfig;
 use docent_generate::citations::CheckConfig;
+use docent_generate::citations::SupportModel;
 use docent_generate::mistral::{MistralChat, MistralOptions};
+use docent_generate::support::{EmbeddingSupport, RerankSupport};
 use docent_ingest::chunk::ChunkConfig;
 use docent_ingest::pipeline::{IngestConfig, Ingestor};
 use docent_retrieve::embed::{EmbedderOptions, EmbedderPaths, FastEmbedder, HfTokenCounter};
@@ -128,7 +130,13 @@ impl Components {
         Ok(Arc::new(r))
     }
 
+    /// The chat model `generation.backend` names. For "openai" the upstream
+    /// must pass `generation.upstream_allow` first (fail closed: a refusal
+    /// stops startup with the host, its addresses and the list).
     pub async fn chat_model(&self) -> anyhow::Result<Arc<dyn ChatModel>> {
+        if self.cfg.generation.backend == "openai" {
+            return self.upstream_chat_model().await;
+        }
         let opts = MistralOptions {
             gguf: self.cfg.chat_gguf(),
             max_num_seqs: self.cfg.generation.max_num_seqs,
@@ -137,18 +145,99 @@ impl Components {
         Ok(Arc::new(MistralChat::load(&opts).await?))
     }
 
+    async fn upstream_chat_model(&self) -> anyhow::Result<Arc<dyn ChatModel>> {
+        use docent_generate::upstream::{check_upstream, OpenAiUpstream, UpstreamOptions};
+        let g = &self.cfg.generation;
+        let url = g
+            .upstream_url
+            .as_deref()
+            .context("generation.upstream_url is required when generation.backend is \"openai\"")?;
+        let checked = check_upstream(url, &g.upstream_allow).await?;
+        let api_key = match &g.upstream_api_key_env {
+            Some(var) => Some(
+                std::env::var(var)
+                    .ok()
+                    .filter(|k| !k.trim().is_empty())
+                    .with_context(|| format!("generation.upstream_api_key_env names {var}, which is not set"))?,
+            ),
+            None => None,
+        };
+        let timeout = std::time::Duration::from_secs(g.upstream_timeout_secs);
+        let model = OpenAiUpstream::new(
+            checked,
+            UpstreamOptions {
+                model: g.upstream_model.clone(),
+                api_key,
+                connect_timeout: timeout.min(std::time::Duration::from_secs(10)),
+                timeout,
+            },
+        )?;
+        tracing::info!(endpoint = %model.endpoint(), model = %g.upstream_model, "chat model: OpenAI-compatible upstream");
+        Ok(Arc::new(model))
+    }
+
     pub fn answer_config(&self) -> AnswerConfig {
         let g = &self.cfg.generation;
         AnswerConfig {
             sources: g.sources,
-            max_source_chars: g.max_source_chars,
+            max_prompt_tokens: g.max_prompt_tokens,
+            withhold_directives: g.withhold_directives,
             params: docent_core::GenParams {
                 max_tokens: g.max_tokens,
                 temperature: g.temperature,
             },
-            check: CheckConfig::default(),
+            check: CheckConfig {
+                drop_below: g.citation_drop_below,
+                attach_above: g.citation_attach_above,
+            },
             min_evidence: g.min_evidence,
+            min_cross_evidence: g.min_cross_evidence,
         }
+    }
+
+    /// The cross-encoder that judges evidence before answering
+    /// (`generation.evidence = "cross-encoder"`), shared with retrieval's
+    /// when that is loaded.
+    pub async fn evidence_reranker(&self) -> anyhow::Result<Option<Arc<dyn docent_core::Reranker>>> {
+        if self.cfg.generation.evidence != "cross-encoder" {
+            return Ok(None);
+        }
+        Ok(Some(match self.searcher.reranker() {
+            Some(r) => Arc::clone(r),
+            None => Self::load_reranker(&self.cfg)
+                .await
+                .context("generation.evidence = \"cross-encoder\" needs the reranker")?,
+        }))
+    }
+
+    /// What scores semantic support in the citation check
+    /// (`generation.citation_support`).
+    pub async fn support_model(&self) -> anyhow::Result<Option<Arc<dyn SupportModel>>> {
+        let g = &self.cfg.generation;
+        let embedding = || -> Arc<dyn SupportModel> {
+            Arc::new(EmbeddingSupport {
+                embedder: Arc::clone(&self.embedder),
+                floor: g.support_cos_floor,
+                full: g.support_cos_full,
+            })
+        };
+        Ok(match g.citation_support.as_str() {
+            "lexical" => None,
+            "embedding" => Some(embedding()),
+            "auto" => match self.searcher.reranker() {
+                Some(r) => Some(Arc::new(RerankSupport {
+                    reranker: Arc::clone(r),
+                })),
+                None => Some(embedding()),
+            },
+            _ => {
+                let reranker = match self.searcher.reranker() {
+                    Some(r) => Arc::clone(r),
+                    None => Self::load_reranker(&self.cfg).await?,
+                };
+                Some(Arc::new(RerankSupport { reranker }))
+            }
+        })
     }
 
     /// Embeds SQL chunk rows and writes them to both indexes.

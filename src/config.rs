@@ -109,7 +109,29 @@ pub struct Retrieval {
 #[serde(default, deny_unknown_fields)]
 pub struct Generation {
     pub sources: usize,
-    pub max_source_chars: usize,
+    /// Prompt tokens (by the model's own tokenizer, chat template included);
+    /// the model's context window minus `max_tokens` caps it too. Prompt
+    /// reading dominates latency on CPU, hence a bound well under the window.
+    pub max_prompt_tokens: usize,
+    /// Withhold directive-like sentences in sources ("ignore previous
+    /// instructions ...") from the prompt; stored text is untouched.
+    pub withhold_directives: bool,
+    /// What checks that a cited passage supports a sentence, besides word
+    /// overlap: "embedding" (cosine of MiniLM embeddings), "reranker" (the
+    /// cross-encoder in models.reranker_dir), "auto" (the reranker when
+    /// retrieval.rerank is on, else embedding) or "lexical" (overlap only).
+    pub citation_support: String,
+    /// Follow-up questions made standalone before retrieval: "merge" (join
+    /// to the previous question), "model" (the chat model rewrites; checked,
+    /// falling back to merge) or "off".
+    pub rewrite: String,
+    /// Cosine similarity mapped to support 0 and to support 1.
+    pub support_cos_floor: f32,
+    pub support_cos_full: f32,
+    /// A cited source whose support is below this is dropped.
+    pub citation_drop_below: f32,
+    /// An uncited sentence gets the best source at or above this.
+    pub citation_attach_above: f32,
     pub max_tokens: u32,
     pub temperature: f32,
     pub max_num_seqs: usize,
@@ -119,6 +141,34 @@ pub struct Generation {
     /// Abstain without calling the model when the best passage's cosine
     /// similarity to the question is below this (see docs/results/abstention.md).
     pub min_evidence: f32,
+    /// What judges whether the documents hold an answer: "cross-encoder"
+    /// (the reranker in models.reranker_dir scores the top
+    /// `evidence_rerank_n` passages, which it also reorders) or "dense"
+    /// (cosine similarity only; no reranker needed).
+    pub evidence: String,
+    pub evidence_rerank_n: usize,
+    /// Abstain when the best passage's cross-encoder relevance probability
+    /// is below this (see docs/results/abstention.md).
+    pub min_cross_evidence: f32,
+    /// The chat model: "mistralrs" (in process, models.chat_gguf) or
+    /// "openai" (an OpenAI-compatible server: vLLM, TGI, mistralrs-server).
+    pub backend: String,
+    /// Base URL of the OpenAI-compatible server, e.g.
+    /// "http://10.0.0.5:8000/v1" (requests go to `{url}/chat/completions`).
+    pub upstream_url: Option<String>,
+    /// The `model` name sent upstream (the name the server serves).
+    pub upstream_model: String,
+    /// Name of an environment variable holding the upstream API key (sent
+    /// as a bearer token), so no secret sits in the config file.
+    pub upstream_api_key_env: Option<String>,
+    /// Hosts ("llm.internal") and IPs/CIDRs ("10.0.0.0/8") the upstream may
+    /// be on. Fail closed: empty refuses any upstream, and a host name that
+    /// is not listed must resolve only to addresses inside listed CIDRs.
+    /// From the environment: `[a, b]` or `a,b`.
+    #[serde(deserialize_with = "list_or_comma_string")]
+    pub upstream_allow: Vec<String>,
+    /// Bound on one upstream request, the streamed answer included.
+    pub upstream_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -210,13 +260,29 @@ impl Default for Generation {
     fn default() -> Self {
         Self {
             sources: 4,
-            max_source_chars: 3000,
+            max_prompt_tokens: 1024,
+            withhold_directives: true,
+            citation_support: "auto".into(),
+            rewrite: "merge".into(),
+            support_cos_floor: 0.2,
+            support_cos_full: 0.8,
+            citation_drop_below: 0.2,
+            citation_attach_above: 0.5,
             max_tokens: 200,
             temperature: 0.0,
             max_num_seqs: 8,
             prefix_cache_n: 16,
             threads: 0,
             min_evidence: 0.25,
+            evidence: "cross-encoder".into(),
+            evidence_rerank_n: 8,
+            min_cross_evidence: 0.1,
+            backend: "mistralrs".into(),
+            upstream_url: None,
+            upstream_model: String::new(),
+            upstream_api_key_env: None,
+            upstream_allow: Vec::new(),
+            upstream_timeout_secs: 120,
         }
     }
 }
@@ -289,6 +355,27 @@ impl Config {
         if self.ingest.max_unzipped_mb == 0 {
             return bad("ingest.max_unzipped_mb must be positive");
         }
+        if !matches!(
+            self.generation.citation_support.as_str(),
+            "auto" | "embedding" | "reranker" | "lexical"
+        ) {
+            return bad("generation.citation_support must be \"auto\", \"embedding\", \"reranker\" or \"lexical\"");
+        }
+        if !matches!(self.generation.evidence.as_str(), "cross-encoder" | "dense") {
+            return bad("generation.evidence must be \"cross-encoder\" or \"dense\"");
+        }
+        if !(0.0..=1.0).contains(&self.generation.min_cross_evidence) {
+            return bad("generation.min_cross_evidence must be between 0 and 1");
+        }
+        if docent_generate::rewrite::RewriteMode::parse(&self.generation.rewrite).is_none() {
+            return bad("generation.rewrite must be \"merge\", \"model\" or \"off\"");
+        }
+        if self.generation.support_cos_full <= self.generation.support_cos_floor {
+            return bad("generation.support_cos_full must be above generation.support_cos_floor");
+        }
+        if self.generation.max_prompt_tokens < 64 {
+            return bad("generation.max_prompt_tokens must be at least 64");
+        }
         if self.retrieval.rrf_k <= 0.0 {
             return bad("retrieval.rrf_k must be positive");
         }
@@ -318,6 +405,58 @@ impl Config {
         if let Some(url) = &self.storage.database_url {
             if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
                 return bad("storage.database_url must start with sqlite:, postgres: or postgresql:");
+            }
+        }
+        self.validate_upstream()?;
+        Ok(())
+    }
+
+    /// The generation backend settings (the allowlist itself is checked
+    /// against the resolved host at startup, see `Components::chat_model`).
+    fn validate_upstream(&self) -> Result<(), ConfigError> {
+        use docent_generate::upstream::{parse_upstream_url, AllowEntry};
+        let g = &self.generation;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match g.backend.as_str() {
+            "mistralrs" => {}
+            "openai" => {
+                if g.upstream_url.is_none() {
+                    return invalid(
+                        "generation.upstream_url is required when generation.backend is \"openai\"".to_owned(),
+                    );
+                }
+                if g.upstream_model.trim().is_empty() {
+                    return invalid(
+                        "generation.upstream_model (the model name the upstream serves) is required when \
+                         generation.backend is \"openai\""
+                            .to_owned(),
+                    );
+                }
+            }
+            other => {
+                return invalid(format!(
+                    "generation.backend must be \"mistralrs\" or \"openai\", not {other:?}"
+                ))
+            }
+        }
+        if let Some(url) = &g.upstream_url {
+            if let Err(e) = parse_upstream_url(url) {
+                return invalid(e.to_string());
+            }
+        }
+        for entry in &g.upstream_allow {
+            if let Err(e) = AllowEntry::parse(entry) {
+                return invalid(e.to_string());
+            }
+        }
+        if g.upstream_timeout_secs == 0 {
+            return invalid("generation.upstream_timeout_secs must be positive".to_owned());
+        }
+        if let Some(var) = &g.upstream_api_key_env {
+            if var.trim().is_empty() || var.contains('=') {
+                return invalid(format!(
+                    "generation.upstream_api_key_env must name an environment variable, not {var:?}"
+                ));
             }
         }
         Ok(())
@@ -374,6 +513,36 @@ impl Config {
     }
 }
 
+/// A list given as a list (TOML, `[a, b]` in the environment) or as one
+/// comma-separated string (`a,b` in the environment); blank items dropped.
+fn list_or_comma_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct ListVisitor;
+    impl<'de> serde::de::Visitor<'de> for ListVisitor {
+        type Value = Vec<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of strings or a comma-separated string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect())
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(item) = seq.next_element::<String>()? {
+                out.push(item);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_any(ListVisitor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -389,5 +558,68 @@ mod tests {
         c.ingest.overlap_tokens = 500;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("overlap_tokens"), "{e}");
+    }
+
+    fn from_toml(toml: &str) -> Result<Config, ConfigError> {
+        use figment::providers::{Format, Serialized, Toml};
+        let cfg: Config = figment::Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    #[test]
+    fn upstream_backend_settings_load_and_validate() {
+        let c = from_toml(
+            r#"
+            [generation]
+            backend = "openai"
+            upstream_url = "http://10.0.0.5:8000/v1"
+            upstream_model = "mistral-small"
+            upstream_api_key_env = "DOCENT_UPSTREAM_KEY"
+            upstream_allow = ["10.0.0.0/8", "llm.internal", "::1/128"]
+            upstream_timeout_secs = 30
+            "#,
+        )
+        .expect("valid");
+        assert_eq!(c.generation.backend, "openai");
+        assert_eq!(c.generation.upstream_allow, ["10.0.0.0/8", "llm.internal", "::1/128"]);
+        assert_eq!(c.generation.upstream_timeout_secs, 30);
+        // One comma-separated string (how a plain env value arrives) is a list too.
+        let c = from_toml("[generation]\nupstream_allow = \"10.0.0.0/8, llm.internal\"").expect("valid");
+        assert_eq!(c.generation.upstream_allow, ["10.0.0.0/8", "llm.internal"]);
+        assert_eq!(Config::default().generation.backend, "mistralrs");
+    }
+
+    #[test]
+    fn bad_upstream_settings_are_rejected_with_clear_messages() {
+        let cases = [
+            ("backend = \"gpt\"", "generation.backend must be"),
+            (
+                "backend = \"openai\"\nupstream_model = \"m\"",
+                "generation.upstream_url is required",
+            ),
+            (
+                "backend = \"openai\"\nupstream_url = \"http://10.0.0.5/v1\"",
+                "generation.upstream_model",
+            ),
+            (
+                "backend = \"openai\"\nupstream_model = \"m\"\nupstream_url = \"ftp://10.0.0.5/v1\"",
+                "is not http or https",
+            ),
+            (
+                "upstream_allow = [\"10.0.0.0/33\"]",
+                "generation.upstream_allow entry \"10.0.0.0/33\"",
+            ),
+            ("upstream_allow = [\"*.internal\"]", "generation.upstream_allow entry"),
+            ("upstream_timeout_secs = 0", "upstream_timeout_secs"),
+            ("upstream_api_key_env = \"\"", "upstream_api_key_env"),
+        ];
+        for (toml, expect) in cases {
+            let e = from_toml(&format!("[generation]\n{toml}")).expect_err(toml).to_string();
+            assert!(e.contains(expect), "{toml}: {e}");
+        }
     }
 }

@@ -697,6 +697,29 @@ pub fn squad_to_beir(file: &Path, out: &Path, min_chars: usize) -> anyhow::Resul
     Ok(built)
 }
 
+/// One evidence signal's separation of answerable from unanswerable.
+#[derive(Debug, Serialize)]
+pub struct Calibration {
+    pub signal: String,
+    /// The threshold that maximizes balanced accuracy on this data.
+    pub best_balanced: OperatingPoint,
+    /// The highest threshold that still answers at least 90% of answerable
+    /// questions: the product's rule (a wrong abstention costs a user the
+    /// answer; a wrong answer is still checked for citations).
+    pub keep_90: OperatingPoint,
+    /// (threshold, answerable kept, unanswerable abstained) over a grid.
+    pub curve: Vec<(f32, f64, f64)>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct OperatingPoint {
+    pub threshold: f32,
+    /// Share of answerable questions answered.
+    pub answerable_kept: f64,
+    /// Share of unanswerable questions abstained on.
+    pub unanswerable_abstained: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct AbstentionReport {
     pub dataset: String,
@@ -704,30 +727,115 @@ pub struct AbstentionReport {
     pub articles_held_out: usize,
     pub answerable: usize,
     pub unanswerable: usize,
-    /// The threshold that maximizes balanced accuracy on this data.
-    pub threshold: f32,
-    /// Share of answerable questions kept (answered) at the threshold.
-    pub answerable_kept: f64,
-    /// Share of unanswerable questions abstained on at the threshold.
-    pub unanswerable_abstained: f64,
-    /// (threshold, answerable kept, unanswerable abstained) over a grid.
-    pub curve: Vec<(f32, f64, f64)>,
+    pub calibrations: Vec<Calibration>,
 }
 
-/// Calibrates the abstention threshold: even-numbered articles are indexed,
-/// odd-numbered ones held out. Questions about indexed articles should be
-/// answered, questions about held-out ones abstained on. The evidence is the
-/// best dense similarity among the hybrid top 10, exactly as `answer` sees it.
+fn calibrate(signal: &str, answerable: &[f32], unanswerable: &[f32]) -> Calibration {
+    let rate = |v: &[f32], t: f32, above: bool| -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.iter().filter(|s| (**s >= t) == above).count() as f64 / v.len() as f64
+    };
+    let point = |t: f32| OperatingPoint {
+        threshold: t,
+        answerable_kept: rate(answerable, t, true),
+        unanswerable_abstained: rate(unanswerable, t, false),
+    };
+    let mut curve = Vec::new();
+    let mut best = point(0.0);
+    let mut keep_90 = point(0.0);
+    for step in 0..=200 {
+        let t = step as f32 / 200.0;
+        let p = point(t);
+        if p.answerable_kept + p.unanswerable_abstained > best.answerable_kept + best.unanswerable_abstained {
+            best = p;
+        }
+        if p.answerable_kept >= 0.9 {
+            keep_90 = p;
+        }
+        if step % 10 == 0 {
+            curve.push((t, p.answerable_kept, p.unanswerable_abstained));
+        }
+    }
+    Calibration {
+        signal: signal.to_owned(),
+        best_balanced: best,
+        keep_90,
+        curve,
+    }
+}
+
+/// Calibrates abstention: even-numbered articles are indexed, odd-numbered
+/// ones held out. Questions about indexed articles should be answered,
+/// questions about held-out ones abstained on. Two signals, exactly as
+/// `answer` sees them: the best dense similarity among the hybrid top k,
+/// and (when `reranker` is given) the best cross-encoder relevance
+/// probability among its top `rerank_n`.
 pub async fn abstention(
     c: &Components,
+    reranker: Option<Arc<dyn docent_core::Reranker>>,
     file: &Path,
     collection: &str,
     max_questions: usize,
 ) -> anyhow::Result<AbstentionReport> {
+    let articles = load_squad_half(c, file, collection).await?;
+    let filter = eval_filter(c, collection);
+    let mut answerable = Vec::new();
+    let mut unanswerable = Vec::new();
+    for (i, a) in articles.iter().enumerate() {
+        for qa in &a.qas {
+            if i % 2 == 0 {
+                answerable.push(qa.question.as_str());
+            } else {
+                unanswerable.push(qa.question.as_str());
+            }
+        }
+    }
+    let per_class = max_questions / 2;
+    let judge = reranker.as_ref().map(|r| (r, c.cfg.generation.evidence_rerank_n));
+    let k = c.cfg.retrieval.answer_k;
+    let mut dense = [Vec::new(), Vec::new()];
+    let mut cross = [Vec::new(), Vec::new()];
+    for (class, questions) in [&answerable, &unanswerable].into_iter().enumerate() {
+        // Evenly spaced, so both classes are sampled alike when capped.
+        for q in questions
+            .iter()
+            .step_by((questions.len() / per_class.max(1)).max(1))
+            .take(per_class)
+        {
+            let hits = c.searcher.search_for_answer(q, &filter, k, judge).await?;
+            dense[class].push(docent_generate::answer::evidence(&hits));
+            if let Some(p) = docent_generate::answer::cross_evidence(&hits) {
+                cross[class].push(p);
+            }
+        }
+    }
+    let mut calibrations = vec![calibrate("dense cosine", &dense[0], &dense[1])];
+    if reranker.is_some() {
+        calibrations.push(calibrate("cross-encoder probability", &cross[0], &cross[1]));
+    }
+    Ok(AbstentionReport {
+        dataset: file.display().to_string(),
+        articles_indexed: articles.len().div_ceil(2),
+        articles_held_out: articles.len() / 2,
+        answerable: dense[0].len(),
+        unanswerable: dense[1].len(),
+        calibrations,
+    })
+}
+
+/// Loads the even-numbered articles of a SQuAD file into `collection`
+/// (once; a second run reuses them) and returns the articles.
+async fn load_squad_half(c: &Components, file: &Path, collection: &str) -> anyhow::Result<Vec<SquadParagraph>> {
     let squad: Squad =
         serde_json::from_slice(&std::fs::read(file).with_context(|| format!("reading {}", file.display()))?)
             .with_context(|| format!("parsing {}", file.display()))?;
-    let articles: Vec<&SquadParagraph> = squad.data.iter().filter_map(|a| a.paragraphs.first()).collect();
+    let articles: Vec<SquadParagraph> = squad
+        .data
+        .into_iter()
+        .filter_map(|a| a.paragraphs.into_iter().next())
+        .collect();
     let existing = c
         .store
         .list_documents(&c.cfg.access.default_labels, &[collection.to_owned()])
@@ -757,70 +865,368 @@ pub async fn abstention(
             r?;
         }
     }
+    Ok(articles)
+}
+
+fn eval_filter(c: &Components, collection: &str) -> AccessFilter {
     let mut filter = AccessFilter::for_principal(&docent_core::Principal {
         user: "eval".into(),
         groups: c.cfg.access.default_labels.clone(),
     });
     filter.collections = vec![collection.to_owned()];
-    // Interleave questions so both classes are sampled evenly when capped.
+    filter
+}
+
+/// SQuAD answer normalization: lower case, no punctuation, no articles,
+/// single spaces.
+pub fn squad_tokens(s: &str) -> Vec<String> {
+    s.to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect::<String>()
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "a" | "an" | "the"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// SQuAD token F1 of a prediction against one gold answer.
+pub fn token_f1(prediction: &str, gold: &str) -> f64 {
+    let p = squad_tokens(prediction);
+    let g = squad_tokens(gold);
+    if p.is_empty() || g.is_empty() {
+        return if p.is_empty() && g.is_empty() { 1.0 } else { 0.0 };
+    }
+    let mut counts: HashMap<&str, i64> = HashMap::new();
+    for w in &g {
+        *counts.entry(w.as_str()).or_default() += 1;
+    }
+    let mut same = 0i64;
+    for w in &p {
+        if let Some(n) = counts.get_mut(w.as_str()) {
+            if *n > 0 {
+                *n -= 1;
+                same += 1;
+            }
+        }
+    }
+    if same == 0 {
+        return 0.0;
+    }
+    let precision = same as f64 / p.len() as f64;
+    let recall = same as f64 / g.len() as f64;
+    2.0 * precision * recall / (precision + recall)
+}
+
+/// Whether `passage` contains the gold answer span (normalized).
+pub fn contains_span(passage: &str, gold: &str) -> bool {
+    let g = squad_tokens(gold).join(" ");
+    !g.is_empty() && squad_tokens(passage).join(" ").contains(&g)
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CitationStats {
+    /// Citations kept, over all answered questions.
+    pub citations: usize,
+    /// Share of citations whose passage contains the gold answer span.
+    pub precision: f64,
+    /// Share of answered questions with at least one citation.
+    pub answers_cited: f64,
+    /// Share of answered questions with a citation holding the gold span.
+    pub answers_correctly_cited: f64,
+    /// Share of answer sentences flagged unsupported.
+    pub unsupported_sentences: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AnswerExample {
+    pub question: String,
+    pub gold: String,
+    pub answer: String,
+    pub citations: Vec<(usize, bool)>,
+    pub f1: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AnswersReport {
+    pub dataset: String,
+    pub model: String,
+    pub support_model: Option<String>,
+    pub answerable: usize,
+    pub unanswerable: usize,
+    /// The evidence judge ("cross-encoder" or "dense") and its floor.
+    pub evidence: String,
+    pub min_evidence: f32,
+    /// Share of answerable questions (article indexed) abstained on.
+    pub answerable_abstained: f64,
+    /// Share of questions whose article is absent that were abstained on.
+    pub unanswerable_abstained: f64,
+    pub answered: usize,
+    /// Share of answered questions whose prompt held a source with the gold
+    /// span: the ceiling for citation recall.
+    pub gold_in_prompt: f64,
+    /// The model's own [n] markers, unchecked.
+    pub citations_raw: CitationStats,
+    /// After the check by word overlap only.
+    pub citations_lexical: CitationStats,
+    /// After the configured check (overlap plus the support model).
+    pub citations_checked: CitationStats,
+    /// Mean SQuAD token F1 of the answer text (markers removed).
+    pub token_f1: f64,
+    pub time_to_first_token_ms: Percentiles,
+    /// Completion tokens over (total - time to first token).
+    pub decode_tokens_per_s: f64,
+    /// Prompt tokens over time to first token.
+    pub prompt_tokens_per_s: f64,
+    pub mean_prompt_tokens: f64,
+    pub examples: Vec<AnswerExample>,
+}
+
+fn citation_stats(answers: &[(docent_generate::citations::CheckedAnswer, Vec<String>)]) -> CitationStats {
+    let mut s = CitationStats::default();
+    let (mut correct, mut cited_answers, mut correct_answers, mut sentences, mut unsupported) = (0, 0, 0, 0, 0);
+    for (a, golds) in answers {
+        let ok: Vec<bool> = a
+            .citations
+            .iter()
+            .map(|c| golds.iter().any(|g| contains_span(&c.passage, g)))
+            .collect();
+        s.citations += ok.len();
+        correct += ok.iter().filter(|b| **b).count();
+        cited_answers += usize::from(!ok.is_empty());
+        correct_answers += usize::from(ok.iter().any(|b| *b));
+        sentences += a.sentences.len();
+        unsupported += a.unsupported_count();
+    }
+    let share = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    s.precision = share(correct, s.citations);
+    s.answers_cited = share(cited_answers, answers.len());
+    s.answers_correctly_cited = share(correct_answers, answers.len());
+    s.unsupported_sentences = share(unsupported, sentences);
+    s
+}
+
+/// Answer quality on a SQuAD-format set with the real pipeline: even
+/// articles indexed, odd ones held out. Answerable questions go through
+/// retrieval, the abstention decision, the model and the citation check;
+/// questions about held-out articles go through retrieval and the
+/// abstention decision (which precedes any model call, so generating for
+/// them would not change the rate).
+pub async fn answers(
+    c: &Components,
+    chat: &dyn docent_core::ChatModel,
+    support: Option<Arc<dyn docent_generate::citations::SupportModel>>,
+    file: &Path,
+    collection: &str,
+    per_class: usize,
+    show_progress: bool,
+) -> anyhow::Result<AnswersReport> {
+    use docent_generate::answer::{abstains, answer};
+    use docent_generate::citations::{check, CheckConfig};
+    let articles = load_squad_half(c, file, collection).await?;
+    let filter = eval_filter(c, collection);
+    let cfg = c.answer_config();
+    let evidence = c.evidence_reranker().await?;
+    let judge = evidence.as_ref().map(|r| (r, c.cfg.generation.evidence_rerank_n));
     let mut answerable = Vec::new();
     let mut unanswerable = Vec::new();
     for (i, a) in articles.iter().enumerate() {
         for qa in &a.qas {
+            let golds: Vec<String> = qa.answers.iter().map(|g| g.text.clone()).collect();
             if i % 2 == 0 {
-                answerable.push(qa.question.as_str());
+                answerable.push((qa.question.as_str(), golds));
             } else {
                 unanswerable.push(qa.question.as_str());
             }
         }
     }
-    let per_class = max_questions / 2;
-    let mut scores_ans = Vec::new();
-    for q in answerable
+    let pick = |n: usize| (n / per_class.max(1)).max(1);
+    let answerable: Vec<_> = answerable
         .iter()
-        .step_by((answerable.len() / per_class.max(1)).max(1))
+        .step_by(pick(answerable.len()))
         .take(per_class)
-    {
-        let hits = c.searcher.search(q, &filter, 10, Mode::Hybrid).await?.hits;
-        scores_ans.push(docent_generate::answer::evidence(&hits));
-    }
-    let mut scores_un = Vec::new();
-    for q in unanswerable
+        .collect();
+    let unanswerable: Vec<_> = unanswerable
         .iter()
-        .step_by((unanswerable.len() / per_class.max(1)).max(1))
+        .step_by(pick(unanswerable.len()))
         .take(per_class)
-    {
-        let hits = c.searcher.search(q, &filter, 10, Mode::Hybrid).await?.hits;
-        scores_un.push(docent_generate::answer::evidence(&hits));
+        .collect();
+
+    let bar = indicatif::ProgressBar::new((answerable.len() + unanswerable.len()) as u64);
+    if !show_progress {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    let rate = |v: &[f32], t: f32, above: bool| -> f64 {
-        if v.is_empty() {
-            return 0.0;
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} (eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar.set_message("held-out questions");
+    let mut un_abstained = 0usize;
+    for q in &unanswerable {
+        let hits = c
+            .searcher
+            .search_for_answer(q, &filter, c.cfg.retrieval.answer_k, judge)
+            .await?;
+        un_abstained += usize::from(abstains(&hits, &cfg));
+        bar.inc(1);
+    }
+
+    bar.set_message("answerable questions");
+    let mut ans_abstained = 0usize;
+    let mut raw = Vec::new();
+    let mut lexical = Vec::new();
+    let mut checked = Vec::new();
+    let mut f1s = Vec::new();
+    let mut gold_in_prompt = 0usize;
+    let mut ttft = Vec::new();
+    let (mut decode_tokens, mut decode_ms, mut prompt_tokens, mut prompt_ms) = (0u64, 0u64, 0u64, 0u64);
+    let mut examples = Vec::new();
+    let mut support_name = None;
+    struct Quiet;
+    impl docent_core::TokenSink for Quiet {
+        fn token(&mut self, _: &str) -> bool {
+            true
         }
-        v.iter().filter(|s| (**s >= t) == above).count() as f64 / v.len() as f64
+    }
+    let unchecked = CheckConfig {
+        drop_below: f32::NEG_INFINITY,
+        attach_above: f32::INFINITY,
     };
-    let mut curve = Vec::new();
-    let mut best = (0.0f32, -1.0f64);
-    for step in 0..=100 {
-        let t = step as f32 / 100.0;
-        let kept = rate(&scores_ans, t, true);
-        let abstained = rate(&scores_un, t, false);
-        if (kept + abstained) / 2.0 > best.1 {
-            best = (t, (kept + abstained) / 2.0);
+    for (q, golds) in &answerable {
+        let hits = c
+            .searcher
+            .search_for_answer(q, &filter, c.cfg.retrieval.answer_k, judge)
+            .await?;
+        let a = answer(chat, support.clone(), q, &hits, &cfg, &mut Quiet).await?;
+        bar.inc(1);
+        if a.abstained {
+            ans_abstained += 1;
+            continue;
         }
-        if step % 5 == 0 {
-            curve.push((t, kept, abstained));
+        support_name = support_name.or(a.support_model.clone());
+        gold_in_prompt += usize::from(
+            a.sources
+                .iter()
+                .any(|s| golds.iter().any(|g| contains_span(&s.text, g))),
+        );
+        let text: String = a
+            .checked
+            .sentences
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let f1 = golds.iter().map(|g| token_f1(&text, g)).fold(0.0, f64::max);
+        f1s.push(f1);
+        ttft.push(a.usage.time_to_first_token_ms as f64);
+        prompt_tokens += u64::from(a.usage.prompt_tokens);
+        prompt_ms += a.usage.time_to_first_token_ms;
+        decode_tokens += u64::from(a.usage.completion_tokens);
+        decode_ms += a.usage.total_ms.saturating_sub(a.usage.time_to_first_token_ms);
+        if examples.len() < 8 {
+            examples.push(AnswerExample {
+                question: (*q).to_owned(),
+                gold: golds.first().cloned().unwrap_or_default(),
+                answer: a.checked.render(),
+                citations: a
+                    .checked
+                    .citations
+                    .iter()
+                    .map(|c| (c.n, golds.iter().any(|g| contains_span(&c.passage, g))))
+                    .collect(),
+                f1,
+            });
         }
+        raw.push((check(&a.text, &a.sources, unchecked), golds.clone()));
+        lexical.push((check(&a.text, &a.sources, cfg.check), golds.clone()));
+        // The configured check, as the service ran it.
+        checked.push((a.checked, golds.clone()));
     }
-    Ok(AbstentionReport {
+    bar.finish_and_clear();
+    let answered = f1s.len();
+    let share = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let per_s = |t: u64, ms: u64| if ms == 0 { 0.0 } else { t as f64 * 1000.0 / ms as f64 };
+    Ok(AnswersReport {
         dataset: file.display().to_string(),
-        articles_indexed: articles.len().div_ceil(2),
-        articles_held_out: articles.len() / 2,
-        answerable: scores_ans.len(),
-        unanswerable: scores_un.len(),
-        threshold: best.0,
-        answerable_kept: rate(&scores_ans, best.0, true),
-        unanswerable_abstained: rate(&scores_un, best.0, false),
-        curve,
+        model: chat.name(),
+        support_model: support_name,
+        answerable: answerable.len(),
+        unanswerable: unanswerable.len(),
+        evidence: if evidence.is_some() {
+            "cross-encoder".into()
+        } else {
+            "dense".into()
+        },
+        min_evidence: if evidence.is_some() {
+            cfg.min_cross_evidence
+        } else {
+            cfg.min_evidence
+        },
+        answerable_abstained: share(ans_abstained, answerable.len()),
+        unanswerable_abstained: share(un_abstained, unanswerable.len()),
+        answered,
+        gold_in_prompt: share(gold_in_prompt, answered),
+        citations_raw: citation_stats(&raw),
+        citations_lexical: citation_stats(&lexical),
+        citations_checked: citation_stats(&checked),
+        token_f1: if answered == 0 {
+            0.0
+        } else {
+            f1s.iter().sum::<f64>() / answered as f64
+        },
+        time_to_first_token_ms: Percentiles::of(ttft),
+        decode_tokens_per_s: per_s(decode_tokens, decode_ms),
+        prompt_tokens_per_s: per_s(prompt_tokens, prompt_ms),
+        mean_prompt_tokens: if answered == 0 {
+            0.0
+        } else {
+            prompt_tokens as f64 / answered as f64
+        },
+        examples,
     })
+}
+
+#[cfg(test)]
+mod answer_metric_tests {
+    use super::*;
+
+    #[test]
+    fn squad_f1_and_span_containment() {
+        assert_eq!(token_f1("The eleven days", "eleven days"), 1.0);
+        assert_eq!(token_f1("nothing here", "eleven days"), 0.0);
+        // "it lasts eleven days": 2 of 4 predicted tokens, 2 of 2 gold.
+        let f1 = token_f1("it lasts eleven days", "eleven days");
+        assert!((f1 - 2.0 * 0.5 / 1.5).abs() < 1e-9, "{f1}");
+        assert!(contains_span(
+            "The quarantine lasts Eleven  days, then ends.",
+            "eleven days"
+        ));
+        assert!(!contains_span("eleven", "eleven days"));
+        assert!(!contains_span("anything", "  "));
+    }
+
+    #[test]
+    fn calibration_picks_the_rules_operating_points() {
+        // Answerable scores 0.5..1.0, unanswerable 0.0..0.6: overlapping.
+        let ans: Vec<f32> = (0..10).map(|i| 0.5 + i as f32 * 0.05).collect();
+        let un: Vec<f32> = (0..10).map(|i| i as f32 * 0.06).collect();
+        let c = calibrate("x", &ans, &un);
+        assert!(c.keep_90.answerable_kept >= 0.9);
+        // The next grid step up would drop below 90% kept.
+        let above = c.keep_90.threshold + 0.005;
+        let kept_above = ans.iter().filter(|s| **s >= above).count() as f64 / ans.len() as f64;
+        assert!(kept_above < 0.9, "{:?}", c.keep_90);
+        let b = c.best_balanced;
+        assert!(
+            b.answerable_kept + b.unanswerable_abstained
+                >= c.keep_90.answerable_kept + c.keep_90.unanswerable_abstained
+        );
+        assert_eq!(c.curve.len(), 21);
+    }
 }

@@ -8,7 +8,7 @@ use docent::config::Config;
 use docent_core::{AccessFilter, DocStatus, Principal, TokenSink};
 use docent_ingest::pipeline::{IngestQueue, NewDocument, Submitted};
 use docent_retrieve::search::Mode;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -155,6 +155,20 @@ enum EvalCmd {
         collection: String,
         #[arg(long, default_value_t = 600)]
         max_questions: usize,
+    },
+    /// Answer quality on a SQuAD-format file (COVID-QA) with the configured
+    /// model: citation precision, token F1, abstention rates, time to first
+    /// token and decode speed. Half the articles are indexed, half held out.
+    Answers {
+        #[arg(long)]
+        dataset: PathBuf,
+        #[arg(long, default_value = "squad-half")]
+        collection: String,
+        /// Questions per class (answerable, article held out), evenly spaced.
+        #[arg(long, default_value_t = 40)]
+        questions: usize,
+        #[arg(long)]
+        json: bool,
     },
     Retrieval {
         #[arg(long)]
@@ -321,8 +335,34 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                 },
         } => {
             let c = Components::build(&cfg).await?;
-            let r = docent::eval::abstention(&c, &dataset, &collection, max_questions).await?;
+            let reranker = match c.searcher.reranker() {
+                Some(r) => Some(Arc::clone(r)),
+                None if cfg.reranker_dir().join("model.onnx").is_file() => Some(Components::load_reranker(&cfg).await?),
+                None => None,
+            };
+            let r = docent::eval::abstention(&c, reranker, &dataset, &collection, max_questions).await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
+            Ok(())
+        }
+        Cmd::Eval {
+            what:
+                EvalCmd::Answers {
+                    dataset,
+                    collection,
+                    questions,
+                    json,
+                },
+        } => {
+            let c = Components::build(&cfg).await?;
+            let chat = c.chat_model().await?;
+            let support = c.support_model().await?;
+            let show = !json && std::io::stderr().is_terminal();
+            let r = docent::eval::answers(&c, chat.as_ref(), support, &dataset, &collection, questions, show).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print_answers(&r);
+            }
             Ok(())
         }
         Cmd::Eval {
@@ -484,6 +524,9 @@ async fn bench(cfg: Config, what: BenchCmd) -> anyhow::Result<()> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let c = Components::build(&cfg).await?;
     let chat = c.chat_model().await?;
+    let support = c.support_model().await?;
+    let evidence = c.evidence_reranker().await?;
+    let models = model_provenance(&cfg).context("reading model provenance")?;
     // A crash can leave index entries SQL does not know, or miss some.
     c.repair().await.context("repairing the indexes from SQL")?;
     let queue = IngestQueue::start(Arc::clone(&c.ingestor), cfg.ingest.workers, cfg.ingest.queue_capacity);
@@ -501,6 +544,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         queue,
         searcher: c.searcher.clone(),
         chat,
+        support,
+        evidence,
         cfg: docent_web::WebConfig {
             max_upload_bytes: cfg.server.max_upload_mb << 20,
             max_json_bytes: cfg.server.max_json_kb << 10,
@@ -508,6 +553,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             default_access: cfg.access.default_labels.clone(),
             answer: c.answer_config(),
             retrieve_k: cfg.retrieval.answer_k,
+            evidence_rerank_n: cfg.generation.evidence_rerank_n,
+            rewrite: docent_generate::rewrite::RewriteMode::parse(&cfg.generation.rewrite)
+                .unwrap_or(docent_generate::rewrite::RewriteMode::Merge),
+            models,
         },
         metrics: docent_web::metrics::Metrics::new().context("creating the metrics registry")?,
     };
@@ -870,6 +919,48 @@ async fn search(
     Ok(())
 }
 
+fn print_answers(r: &docent::eval::AnswersReport) {
+    println!(
+        "{} with {} (support: {})",
+        r.dataset,
+        r.model,
+        r.support_model.as_deref().unwrap_or("lexical")
+    );
+    println!(
+        "abstention (floor {:.2}): answerable {:.1}% abstained ({} q), article absent {:.1}% abstained ({} q)",
+        r.min_evidence,
+        r.answerable_abstained * 100.0,
+        r.answerable,
+        r.unanswerable_abstained * 100.0,
+        r.unanswerable
+    );
+    println!(
+        "answered {}: gold span in the prompt {:.1}%, token F1 {:.3}",
+        r.answered,
+        r.gold_in_prompt * 100.0,
+        r.token_f1
+    );
+    println!("citations        count  precision  cited  correctly cited  unsupported sentences");
+    for (name, c) in [
+        ("model, raw", &r.citations_raw),
+        ("checked, lexical", &r.citations_lexical),
+        ("checked", &r.citations_checked),
+    ] {
+        println!(
+            "{name:<16} {:>5}  {:>9.3}  {:>5.3}  {:>15.3}  {:>21.3}",
+            c.citations, c.precision, c.answers_cited, c.answers_correctly_cited, c.unsupported_sentences
+        );
+    }
+    println!(
+        "time to first token p50 {:.0} ms, p95 {:.0} ms; prompt {:.0} tokens at {:.1} tok/s; decode {:.1} tok/s",
+        r.time_to_first_token_ms.p50,
+        r.time_to_first_token_ms.p95,
+        r.mean_prompt_tokens,
+        r.prompt_tokens_per_s,
+        r.decode_tokens_per_s
+    );
+}
+
 struct StdoutSink;
 
 impl TokenSink for StdoutSink {
@@ -881,19 +972,23 @@ impl TokenSink for StdoutSink {
 
 async fn ask(cfg: Config, question: &str, collection: Option<String>) -> anyhow::Result<()> {
     let c = Components::build(&cfg).await?;
+    let evidence = c.evidence_reranker().await?;
+    let judge = evidence.as_ref().map(|r| (r, cfg.generation.evidence_rerank_n));
     let hits = c
         .searcher
-        .search(
-            question,
-            &filter_for(&cfg, collection),
-            cfg.retrieval.answer_k,
-            Mode::Hybrid,
-        )
-        .await?
-        .hits;
+        .search_for_answer(question, &filter_for(&cfg, collection), cfg.retrieval.answer_k, judge)
+        .await?;
     let chat = c.chat_model().await?;
-    let answer =
-        docent_generate::answer::answer(chat.as_ref(), question, &hits, &c.answer_config(), &mut StdoutSink).await?;
+    let support = c.support_model().await?;
+    let answer = docent_generate::answer::answer(
+        chat.as_ref(),
+        support,
+        question,
+        &hits,
+        &c.answer_config(),
+        &mut StdoutSink,
+    )
+    .await?;
     println!();
     if !answer.checked.citations.is_empty() {
         println!("\nSources:");
@@ -939,11 +1034,21 @@ fn manifest_entry(cfg: &Config, path: &Path) -> Option<(String, String)> {
     })
 }
 
-fn model_provenance(cfg: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
+fn chat_provenance(cfg: &Config) -> anyhow::Result<serde_json::Value> {
+    if cfg.generation.backend == "openai" {
+        // No local file: the weights live on the upstream server, whose
+        // operator records them.
+        return Ok(serde_json::json!({
+            "role": "chat",
+            "backend": "openai",
+            "upstream_url": cfg.generation.upstream_url,
+            "model": cfg.generation.upstream_model,
+        }));
+    }
     let gguf = cfg.chat_gguf();
     let info = docent_generate::gguf::read_file(&gguf).with_context(|| format!("reading {}", gguf.display()))?;
     let (source, license) = manifest_entry(cfg, &gguf).unwrap_or_default();
-    let chat = serde_json::json!({
+    Ok(serde_json::json!({
         "role": "chat",
         "file": gguf.display().to_string(),
         "size_bytes": std::fs::metadata(&gguf)?.len(),
@@ -955,7 +1060,11 @@ fn model_provenance(cfg: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
         "context_length": info.context_length(),
         "license": info.get_str("general.license").unwrap_or(license),
         "source": source,
-    });
+    }))
+}
+
+fn model_provenance(cfg: &Config) -> anyhow::Result<Vec<serde_json::Value>> {
+    let chat = chat_provenance(cfg)?;
     let onnx = cfg.embedding_dir().join("model.onnx");
     let (source, license) = manifest_entry(cfg, &onnx).unwrap_or_default();
     let embed = serde_json::json!({

@@ -5,7 +5,6 @@ mod common;
 
 use common::{make_pdf, Server};
 use serde_json::Value;
-use std::time::Duration;
 
 const PAGE1: &[&str] = &[
     "Northwind Clinic visitor guide.",
@@ -25,55 +24,6 @@ const PAGE3: &[&str] = &[
 const HANDBOOK: &str = "# Campus handbook\n\n\
 ## Cafeteria\n\nThe cafeteria serves quibblewort soup every Friday at noon.\n\n\
 ## Vehicles\n\nEmployees may leave their cars in the underground garage beneath building C.\n";
-
-async fn upload(server: &Server, name: &str, bytes: Vec<u8>, mime: &str) -> reqwest::Response {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name(name.to_owned())
-        .mime_str(mime)
-        .expect("mime");
-    let form = reqwest::multipart::Form::new().part("file", part);
-    server
-        .client
-        .post(server.url("/v1/documents"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload request")
-}
-
-async fn wait_ready(server: &Server, job_id: &str) -> Value {
-    for _ in 0..600 {
-        let job: Value = server
-            .client
-            .get(server.url(&format!("/v1/jobs/{job_id}")))
-            .send()
-            .await
-            .expect("job request")
-            .json()
-            .await
-            .expect("job json");
-        match job["status"].as_str() {
-            Some("ready") => return job,
-            Some("failed") => panic!("ingest failed: {job}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    panic!("job {job_id} did not finish");
-}
-
-async fn search(server: &Server, query: &str, mode: &str) -> Vec<Value> {
-    let r: Value = server
-        .client
-        .post(server.url("/v1/search"))
-        .json(&serde_json::json!({"query": query, "k": 10, "mode": mode}))
-        .send()
-        .await
-        .expect("search request")
-        .json()
-        .await
-        .expect("search json");
-    r["hits"].as_array().cloned().unwrap_or_default()
-}
 
 fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "body: {body}");
@@ -102,15 +52,17 @@ async fn upload_ask_cite_delete_restart() {
 
     // Upload a 3-page PDF and a Markdown file.
     let pdf = make_pdf(&[PAGE1, PAGE2, PAGE3]);
-    let r = upload(&server, "clinic-guide.pdf", pdf.clone(), "application/pdf").await;
+    let r = server.upload("clinic-guide.pdf", pdf.clone(), "application/pdf").await;
     assert_eq!(r.status(), 202);
     let up: Value = r.json().await.expect("json");
     let pdf_id = up["id"].as_str().expect("id").to_owned();
-    let job = wait_ready(&server, up["job_id"].as_str().expect("job id")).await;
+    let job = server.wait_ready(up["job_id"].as_str().expect("job id")).await;
     assert_eq!(job["document_id"], pdf_id.as_str());
     assert_eq!(job["progress"], 1.0);
 
-    let r = upload(&server, "handbook.md", HANDBOOK.as_bytes().to_vec(), "text/markdown").await;
+    let r = server
+        .upload("handbook.md", HANDBOOK.as_bytes().to_vec(), "text/markdown")
+        .await;
     assert_eq!(r.status(), 202);
     let up: Value = r.json().await.expect("json");
     let md_id = up["id"].as_str().expect("id").to_owned();
@@ -145,7 +97,7 @@ async fn upload_ask_cite_delete_restart() {
     );
 
     // Identical bytes again: no new document.
-    let r = upload(&server, "copy.pdf", pdf.clone(), "application/pdf").await;
+    let r = server.upload("copy.pdf", pdf.clone(), "application/pdf").await;
     assert_eq!(r.status(), 200);
     let dup: Value = r.json().await.expect("json");
     assert_eq!(dup["duplicate"], true);
@@ -159,7 +111,7 @@ async fn upload_ask_cite_delete_restart() {
     assert_eq!(list["documents"].as_array().map(Vec::len), Some(2));
 
     // Exact rare keyword: found by the BM25 leg.
-    let hits = search(&server, "quibblewort", "hybrid").await;
+    let hits = server.search("quibblewort", "hybrid").await;
     assert!(!hits.is_empty());
     assert_eq!(hits[0]["document_id"], md_id.as_str());
     assert!(hits[0]["text"].as_str().is_some_and(|t| t.contains("quibblewort")));
@@ -171,21 +123,22 @@ async fn upload_ask_cite_delete_restart() {
 
     // Paraphrase with no shared keyword: only the dense leg can find it.
     let q = "where should staff members put automobiles";
-    let hits = search(&server, q, "hybrid").await;
+    let hits = server.search(q, "hybrid").await;
     let garage = hits
         .iter()
         .find(|h| h["text"].as_str().is_some_and(|t| t.contains("underground garage")))
         .unwrap_or_else(|| panic!("paraphrase not found: {hits:?}"));
     assert!(garage["dense_rank"].is_number(), "{garage}");
     assert!(garage["bm25_rank"].is_null(), "{garage}");
-    let dense = search(&server, q, "dense").await;
+    let dense = server.search(q, "dense").await;
     assert!(
         dense[0]["text"]
             .as_str()
             .is_some_and(|t| t.contains("underground garage")),
         "{dense:?}"
     );
-    assert!(search(&server, q, "bm25")
+    assert!(server
+        .search(q, "bm25")
         .await
         .iter()
         .all(|h| !h["text"].as_str().unwrap_or("").contains("garage")));
@@ -295,7 +248,26 @@ async fn upload_ask_cite_delete_restart() {
     assert!(last["citations"].as_array().is_some_and(|c| !c.is_empty()), "{last}");
     let models = server.get_json("/v1/models").await;
     assert_eq!(models["object"], "list");
-    assert!(models["data"].as_array().is_some_and(|d| d.len() == 2));
+    // Chat, embedding and the cross-encoder that judges evidence, each with
+    // its provenance for an SBOM.
+    let served = models["data"].as_array().expect("models");
+    assert_eq!(served.len(), 3, "{models}");
+    let chat = &served[0]["docent"];
+    assert_eq!(chat["role"], "chat");
+    assert_eq!(chat["architecture"], "llama");
+    assert_eq!(chat["quantization"], "Q4_1");
+    assert!(
+        chat["sha256"]
+            .as_str()
+            .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit())),
+        "{chat}"
+    );
+    assert!(chat["size_bytes"].as_u64().is_some_and(|n| n > 1_000_000), "{chat}");
+    assert!(chat["license"].as_str().is_some_and(|l| !l.is_empty()), "{chat}");
+    for (m, role) in served[1..].iter().zip(["embedding", "reranker"]) {
+        assert_eq!(m["docent"]["role"], role, "{m}");
+        assert!(m["docent"]["sha256"].as_str().is_some_and(|h| h.len() == 64), "{m}");
+    }
     let emb: Value = server
         .client
         .post(server.url("/v1/embeddings"))
@@ -358,13 +330,15 @@ async fn upload_ask_cite_delete_restart() {
     assert!(text.contains("do not cover"), "{text}");
 
     // Bad input: clear JSON errors with the right status.
-    let r = upload(&server, "fake.pdf", b"just text".to_vec(), "application/pdf").await;
+    let r = server
+        .upload("fake.pdf", b"just text".to_vec(), "application/pdf")
+        .await;
     assert_eq!(r.status(), 415);
     assert_error(&r.json().await.expect("json"), "unsupported_media_type");
-    let r = upload(&server, "empty.txt", Vec::new(), "text/plain").await;
+    let r = server.upload("empty.txt", Vec::new(), "text/plain").await;
     assert_eq!(r.status(), 400);
     assert_error(&r.json().await.expect("json"), "empty");
-    let r = upload(&server, "big.txt", vec![b'a'; 2 << 20], "text/plain").await;
+    let r = server.upload("big.txt", vec![b'a'; 2 << 20], "text/plain").await;
     assert_eq!(r.status(), 413);
     assert_error(&r.json().await.expect("json"), "payload_too_large");
     let r = server
@@ -403,7 +377,7 @@ async fn upload_ask_cite_delete_restart() {
         .expect("delete");
     assert_eq!(r.status(), 204);
     for mode in ["hybrid", "bm25", "dense"] {
-        let hits = search(&server, "Zorblax fever quarantine eleven days", mode).await;
+        let hits = server.search("Zorblax fever quarantine eleven days", mode).await;
         assert!(
             hits.iter().all(|h| h["document_id"] != pdf_id.as_str()),
             "{mode}: {hits:?}"
@@ -419,12 +393,12 @@ async fn upload_ask_cite_delete_restart() {
 
     // Restart on the same data directory: the Markdown file is still there.
     let server = server.restart(&[]).await;
-    let hits = search(&server, "quibblewort", "hybrid").await;
+    let hits = server.search("quibblewort", "hybrid").await;
     assert_eq!(
         hits.first().map(|h| h["document_id"].clone()),
         Some(Value::from(md_id.as_str()))
     );
-    let hits = search(&server, "Zorblax fever quarantine eleven days", "hybrid").await;
+    let hits = server.search("Zorblax fever quarantine eleven days", "hybrid").await;
     assert!(hits.iter().all(|h| h["document_id"] != pdf_id.as_str()));
     drop(server);
 
@@ -449,7 +423,7 @@ async fn upload_ask_cite_delete_restart() {
         "{stdout}"
     );
     let server = Server::start(data.path(), &[]).await;
-    let hits = search(&server, "quibblewort", "bm25").await;
+    let hits = server.search("quibblewort", "bm25").await;
     assert_eq!(
         hits.first().map(|h| h["document_id"].clone()),
         Some(Value::from(md_id.as_str()))

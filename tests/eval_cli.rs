@@ -153,3 +153,90 @@ fn eval_retrieval_writes_json_and_trec_run_files() {
         assert_eq!(r, 1.0, "{a}");
     }
 }
+
+/// `docent eval answers` and `docent eval abstention` on a tiny SQuAD file
+/// with the real models: two articles indexed, two held out.
+#[test]
+fn eval_answers_and_abstention_report_their_rates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let article = |text: &str, q: &str, a: &str| {
+        let start = text.find(a).expect("answer in text");
+        serde_json::json!({"paragraphs": [{"context": text, "qas": [
+            {"id": q, "question": q, "answers": [{"text": a, "answer_start": start}]}
+        ]}]})
+    };
+    let squad = serde_json::json!({"data": [
+        // Even positions are indexed.
+        article(
+            "Zorblax fever quarantine. The quarantine period for Zorblax fever is eleven days. Patients stay in the east wing.",
+            "How long is the quarantine period for Zorblax fever?",
+            "eleven days",
+        ),
+        // Odd positions are held out.
+        article(
+            "Velocitrex dosing. Adults take 500 mg of velocitrex twice a day.",
+            "How much velocitrex do adults take?",
+            "500 mg",
+        ),
+        article(
+            "Quibblewort soup. The cafeteria serves quibblewort soup every Friday at noon.",
+            "When does the cafeteria serve quibblewort soup?",
+            "every Friday at noon",
+        ),
+        article(
+            "Tungsten. The boiling point of tungsten is 5,930 kelvin.",
+            "What is the boiling point of tungsten?",
+            "5,930 kelvin",
+        ),
+    ]});
+    let file = dir.path().join("tiny-squad.json");
+    std::fs::write(&file, squad.to_string()).expect("write squad");
+    let data = dir.path().join("data");
+    let file_arg = file.to_str().expect("utf-8 path");
+
+    let out = common::docent(
+        &data,
+        &["eval", "answers", "--dataset", file_arg, "--questions", "2", "--json"],
+    );
+    assert!(out.status.success(), "eval answers failed");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report json");
+    eprintln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    assert_eq!(r["answerable"], 2);
+    assert_eq!(r["unanswerable"], 2);
+    let rate = |v: &serde_json::Value| v.as_f64().filter(|x| (0.0..=1.0).contains(x));
+    for key in ["answerable_abstained", "unanswerable_abstained", "token_f1"] {
+        assert!(rate(&r[key]).is_some(), "{key}: {}", r[key]);
+    }
+    let answered = r["answered"].as_u64().expect("answered");
+    let abstained = rate(&r["answerable_abstained"]).expect("rate");
+    assert_eq!(answered as f64, 2.0 * (1.0 - abstained), "answered + abstained = asked");
+    if answered > 0 {
+        // Every answered question had its gold passage in the prompt (one
+        // short article each), and the model's speed was measured.
+        assert_eq!(r["gold_in_prompt"], 1.0, "{r}");
+        assert!(r["decode_tokens_per_s"].as_f64().is_some_and(|x| x > 0.0), "{r}");
+        assert!(
+            r["time_to_first_token_ms"]["p50"].as_f64().is_some_and(|x| x > 0.0),
+            "{r}"
+        );
+        for k in ["citations_raw", "citations_lexical", "citations_checked"] {
+            assert!(rate(&r[k]["precision"]).is_some(), "{k}: {r}");
+        }
+    }
+
+    // The same collection, calibrated: both signals, operating points in range.
+    let out = common::docent(
+        &data,
+        &["eval", "abstention", "--dataset", file_arg, "--max-questions", "4"],
+    );
+    assert!(out.status.success(), "eval abstention failed");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("report json");
+    let cal = r["calibrations"].as_array().expect("calibrations");
+    assert_eq!(cal.len(), 2, "dense and cross-encoder: {r}");
+    for c in cal {
+        for p in ["best_balanced", "keep_90"] {
+            assert!(rate(&c[p]["answerable_kept"]).is_some(), "{c}");
+            assert!(rate(&c[p]["unanswerable_abstained"]).is_some(), "{c}");
+        }
+    }
+}

@@ -278,6 +278,10 @@ pub struct GenUsage {
     pub completion_tokens: u32,
     pub time_to_first_token_ms: u64,
     pub total_ms: u64,
+    /// The sink asked to stop (the client went away) before the model
+    /// finished; `completion_tokens` counts what was produced until then.
+    #[serde(default)]
+    pub cancelled: bool,
 }
 
 /// A date filter bound in unix seconds. A plain `YYYY-MM-DD` as an upper

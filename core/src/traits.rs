@@ -84,4 +84,15 @@ pub trait ChatModel: Send + Sync {
         params: GenParams,
         sink: &mut (dyn TokenSink + Send),
     ) -> BackendResult<(String, GenUsage)>;
+    /// Tokens the model would read for `messages`, chat template and
+    /// generation prompt included, counted with the model's own tokenizer.
+    /// `None` when the backend cannot tell (prompts then fall back to an
+    /// estimate).
+    async fn count_prompt_tokens(&self, _messages: &[ChatMessage]) -> BackendResult<Option<usize>> {
+        Ok(None)
+    }
+    /// The model's context window in tokens, when known.
+    fn context_window(&self) -> Option<usize> {
+        None
+    }
 }

@@ -28,6 +28,46 @@ impl Default for CheckConfig {
     }
 }
 
+/// Semantic support of each claim by each source, in 0..=1, from a model
+/// (embedding similarity or a cross-encoder). Keyed by the claim's text as
+/// [`claims`] returns it; columns follow the order of the sources.
+pub type SemanticScores = std::collections::HashMap<String, Vec<f32>>;
+
+/// Scores claims against passages with a model.
+pub trait SupportModel: Send + Sync {
+    /// `out[i][j]`: how well passage `j` supports claim `i`, in 0..=1.
+    fn score(&self, claims: &[String], passages: &[String]) -> docent_core::BackendResult<Vec<Vec<f32>>>;
+    fn name(&self) -> String;
+}
+
+/// The claims (sentences without their markers) of an answer, in order.
+pub fn claims(answer: &str) -> Vec<String> {
+    attach_markers(answer)
+        .into_iter()
+        .map(|(s, e)| strip_markers(&answer[s..e]).0)
+        .filter(|t| !t.trim().is_empty() && content_words(t).len() >= 2)
+        .collect()
+}
+
+/// Sentence spans of an answer, with markers that open a sentence moved to
+/// the previous one ("... green. [1] Next").
+fn attach_markers(answer: &str) -> Vec<(usize, usize)> {
+    let mut spans = sentence_spans(answer);
+    for i in 1..spans.len() {
+        let text = &answer[spans[i].0..spans[i].1];
+        let lead = text.len() - text.trim_start().len();
+        let t = text.trim_start();
+        if t.starts_with('[') {
+            if let Some(close) = t.find(']') {
+                let cut = spans[i].0 + lead + close + 1;
+                spans[i - 1].1 = cut;
+                spans[i].0 = cut;
+            }
+        }
+    }
+    spans
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Citation {
     pub n: usize,
@@ -258,28 +298,32 @@ fn strip_markers(s: &str) -> (String, Vec<usize>) {
     (text, nums)
 }
 
-/// Checks an answer against the sources it was given.
+/// Checks an answer against the sources it was given, by lexical support.
 pub fn check(answer: &str, sources: &[Source], cfg: CheckConfig) -> CheckedAnswer {
+    check_scored(answer, sources, cfg, None)
+}
+
+/// Checks an answer; with `semantic`, a pair's support is the mean of its
+/// lexical and semantic scores.
+pub fn check_scored(
+    answer: &str,
+    sources: &[Source],
+    cfg: CheckConfig,
+    semantic: Option<&SemanticScores>,
+) -> CheckedAnswer {
     let words: Vec<HashSet<String>> = sources
         .iter()
         .map(|s| content_words(&format!("{} {}", s.title, s.text)).into_iter().collect())
         .collect();
     let index_of = |n: usize| sources.iter().position(|s| s.n == n);
-
-    // Markers that open a sentence belong to the previous one ("... green. [1] Next").
-    let mut spans = sentence_spans(answer);
-    for i in 1..spans.len() {
-        let text = &answer[spans[i].0..spans[i].1];
-        let lead = text.len() - text.trim_start().len();
-        let t = text.trim_start();
-        if t.starts_with('[') {
-            if let Some(close) = t.find(']') {
-                let cut = spans[i].0 + lead + close + 1;
-                spans[i - 1].1 = cut;
-                spans[i].0 = cut;
-            }
+    let score = |text: &str, i: usize| {
+        let lexical = support(text, &words[i]);
+        match semantic.and_then(|m| m.get(text)).and_then(|row| row.get(i)) {
+            Some(&sem) => (lexical + sem.clamp(0.0, 1.0)) / 2.0,
+            None => lexical,
         }
-    }
+    };
+    let spans = attach_markers(answer);
 
     let mut sentences = Vec::new();
     let mut best: Vec<Option<(f32, usize)>> = vec![None; sources.len()];
@@ -297,7 +341,7 @@ pub fn check(answer: &str, sources: &[Source], cfg: CheckConfig) -> CheckedAnswe
                 continue;
             }
             match index_of(n) {
-                Some(i) if trivial || support(&text, &words[i]) >= cfg.drop_below => cited.push(n),
+                Some(i) if trivial || score(&text, i) >= cfg.drop_below => cited.push(n),
                 _ => dropped.push(n),
             }
         }
@@ -305,7 +349,7 @@ pub fn check(answer: &str, sources: &[Source], cfg: CheckConfig) -> CheckedAnswe
             let scored = sources
                 .iter()
                 .enumerate()
-                .map(|(i, src)| (support(&text, &words[i]), src.n))
+                .map(|(i, src)| (score(&text, i), src.n))
                 .max_by(|a, b| a.0.total_cmp(&b.0));
             if let Some((sc, n)) = scored {
                 if sc >= cfg.attach_above {
@@ -316,7 +360,7 @@ pub fn check(answer: &str, sources: &[Source], cfg: CheckConfig) -> CheckedAnswe
         }
         for &n in &cited {
             if let Some(i) = index_of(n) {
-                let sc = support(&text, &words[i]);
+                let sc = score(&text, i);
                 if best[i].is_none_or(|(b, _)| sc > b) {
                     best[i] = Some((sc, sentences.len()));
                 }
@@ -438,6 +482,36 @@ mod tests {
             CheckConfig::default(),
         );
         assert_eq!(a.render(), "Zorblax exports copper. [1] Bananas grow on Mars.");
+    }
+
+    #[test]
+    fn semantic_scores_rescue_a_paraphrase_and_sink_a_lookalike() {
+        let s = vec![
+            src(1, 1, "Quintavelle straddles the Orn, crossed by two stone bridges."),
+            src(2, 2, "Quintavelle bridges tolls were abolished in 1950."),
+        ];
+        let answer = "The city sits on both banks of a river [1]. Quintavelle hosts a jazz festival [2].";
+        let lexical = check(answer, &s, CheckConfig::default());
+        assert!(
+            !lexical.sentences[0].supported,
+            "no shared words: lexical alone drops it"
+        );
+        assert!(
+            lexical.sentences[1].supported,
+            "one shared name in four words: lexical alone keeps it"
+        );
+
+        let claims = claims(answer);
+        assert_eq!(claims.len(), 2);
+        let mut sem = SemanticScores::new();
+        sem.insert(claims[0].clone(), vec![0.9, 0.1]);
+        sem.insert(claims[1].clone(), vec![0.1, 0.05]);
+        let a = check_scored(answer, &s, CheckConfig::default(), Some(&sem));
+        assert_eq!(a.sentences[0].citations, vec![1]);
+        assert!(a.sentences[0].supported);
+        assert!(a.sentences[1].citations.is_empty());
+        assert_eq!(a.sentences[1].dropped, vec![2]);
+        assert!(!a.sentences[1].supported);
     }
 
     #[test]

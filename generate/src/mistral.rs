@@ -7,7 +7,7 @@
 
 use crate::error::{GenerateError, Result};
 use docent_core::{BackendError, BackendResult, ChatMessage, ChatModel, GenParams, GenUsage, Role, TokenSink};
-use mistralrs::{GgufModelBuilder, Model, RequestBuilder, Response, TextMessageRole, TokenSource};
+use mistralrs::{GgufModelBuilder, Model, RequestBuilder, Response, TextMessageRole, TextMessages, TokenSource};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tracing::info;
@@ -25,6 +25,15 @@ pub struct MistralOptions {
 pub struct MistralChat {
     model: Model,
     name: String,
+    context_window: Option<usize>,
+}
+
+fn role(r: Role) -> TextMessageRole {
+    match r {
+        Role::System => TextMessageRole::System,
+        Role::User => TextMessageRole::User,
+        Role::Assistant => TextMessageRole::Assistant,
+    }
 }
 
 impl MistralChat {
@@ -64,14 +73,27 @@ impl MistralChat {
                 path: path.display().to_string(),
                 message: e.to_string(),
             })?;
+        // The usable window: what the file was trained for, capped by what
+        // the engine was sized for.
+        let trained = crate::gguf::read_file(path)
+            .ok()
+            .and_then(|i| i.context_length())
+            .and_then(|n| usize::try_from(n).ok());
+        let engine = model.max_sequence_length().ok().flatten();
+        let context_window = match (trained, engine) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         info!(
             model = file,
+            context_window,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "chat model loaded"
         );
         Ok(Self {
             model,
             name: file.trim_end_matches(".gguf").to_owned(),
+            context_window,
         })
     }
 }
@@ -80,6 +102,23 @@ impl MistralChat {
 impl ChatModel for MistralChat {
     fn name(&self) -> String {
         self.name.clone()
+    }
+
+    fn context_window(&self) -> Option<usize> {
+        self.context_window
+    }
+
+    async fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> BackendResult<Option<usize>> {
+        let mut msgs = TextMessages::new();
+        for m in messages {
+            msgs = msgs.add_message(role(m.role), m.content.clone());
+        }
+        let ids = self
+            .model
+            .tokenize(either::Either::Left(msgs), None, true, true, None)
+            .await
+            .map_err(|e| BackendError::backend("mistral.rs", format!("tokenize: {e}")))?;
+        Ok(Some(ids.len()))
     }
 
     async fn generate(
@@ -95,17 +134,13 @@ impl ChatModel for MistralChat {
             req = req.set_sampler_topk(1);
         }
         for m in messages {
-            let role = match m.role {
-                Role::System => TextMessageRole::System,
-                Role::User => TextMessageRole::User,
-                Role::Assistant => TextMessageRole::Assistant,
-            };
-            req = req.add_message(role, m.content);
+            req = req.add_message(role(m.role), m.content);
         }
         let started = Instant::now();
         let mut first_token_ms = None;
         let mut text = String::new();
         let mut usage = GenUsage::default();
+        let mut chunks = 0u32;
         let mut stream = self
             .model
             .stream_chat_request(req)
@@ -117,9 +152,11 @@ impl ChatModel for MistralChat {
                     if let Some(delta) = chunk.choices.first().and_then(|c| c.delta.content.as_deref()) {
                         if !delta.is_empty() {
                             first_token_ms.get_or_insert(started.elapsed().as_millis() as u64);
+                            chunks += 1;
                             text.push_str(delta);
                             if !sink.token(delta) {
                                 // Dropping the stream cancels the sequence.
+                                usage.cancelled = true;
                                 break;
                             }
                         }
@@ -134,6 +171,10 @@ impl ChatModel for MistralChat {
                 Response::ValidationError(e) => return Err(BackendError::invalid("mistral.rs", e.to_string())),
                 _ => {}
             }
+        }
+        if usage.completion_tokens == 0 {
+            // No final usage chunk (cancelled): one streamed chunk per token.
+            usage.completion_tokens = chunks;
         }
         usage.time_to_first_token_ms = first_token_ms.unwrap_or(0);
         usage.total_ms = started.elapsed().as_millis() as u64;

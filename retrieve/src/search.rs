@@ -145,6 +145,26 @@ impl Searcher {
         self.search_with(query, filter, k, self.plan(mode)).await
     }
 
+    /// Hits for an answer: hybrid retrieval, then, with a `judge`
+    /// cross-encoder, its top `n` rescored and reordered by it (unless
+    /// retrieval already reranked them), so that abstention can weigh
+    /// cross-encoder evidence.
+    pub async fn search_for_answer(
+        &self,
+        query: &str,
+        filter: &AccessFilter,
+        k: usize,
+        judge: Option<(&Arc<dyn Reranker>, usize)>,
+    ) -> Result<Vec<SearchHit>> {
+        let hits = self.search(query, filter, k, Mode::Hybrid).await?.hits;
+        match judge {
+            Some((r, n)) if hits.iter().all(|h| h.legs.rerank_score.is_none()) => {
+                rerank_hits(Arc::clone(r), query, hits, n).await
+            }
+            _ => Ok(hits),
+        }
+    }
+
     /// [`Searcher::search`] with an explicit plan (for evaluation).
     pub async fn search_with(&self, query: &str, filter: &AccessFilter, k: usize, plan: Plan) -> Result<SearchOutcome> {
         self.run(query, None, filter, k, plan).await

@@ -96,6 +96,87 @@ impl Server {
             .expect("JSON body")
     }
 
+    /// Uploads one file as multipart `file`.
+    pub async fn upload(&self, name: &str, bytes: Vec<u8>, mime: &str) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(bytes)
+            .file_name(name.to_owned())
+            .mime_str(mime)
+            .expect("mime");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.client
+            .post(self.url("/v1/documents"))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Polls a job until it is ready (panics if it fails or never finishes).
+    pub async fn wait_ready(&self, job_id: &str) -> serde_json::Value {
+        for _ in 0..600 {
+            let job = self.get_json(&format!("/v1/jobs/{job_id}")).await;
+            match job["status"].as_str() {
+                Some("ready") => return job,
+                Some("failed") => panic!("ingest failed: {job}"),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        panic!("job {job_id} did not finish");
+    }
+
+    /// Uploads a file, waits until it is searchable and returns its id.
+    pub async fn ingest(&self, name: &str, bytes: Vec<u8>, mime: &str) -> String {
+        let r = self.upload(name, bytes, mime).await;
+        assert_eq!(r.status(), 202, "upload of {name}");
+        let body: serde_json::Value = r.json().await.expect("upload json");
+        let job = body["job_id"].as_str().expect("job_id").to_owned();
+        self.wait_ready(&job).await;
+        body["id"].as_str().expect("document id").to_owned()
+    }
+
+    /// `POST /v1/search`, the hits.
+    pub async fn search(&self, query: &str, mode: &str) -> Vec<serde_json::Value> {
+        let r: serde_json::Value = self
+            .client
+            .post(self.url("/v1/search"))
+            .json(&serde_json::json!({"query": query, "k": 10, "mode": mode}))
+            .send()
+            .await
+            .expect("search request")
+            .json()
+            .await
+            .expect("search json");
+        r["hits"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// `POST /v1/chat` with this body, every SSE event.
+    pub async fn chat(&self, body: serde_json::Value) -> Vec<(String, serde_json::Value)> {
+        let resp = self
+            .client
+            .post(self.url("/v1/chat"))
+            .json(&body)
+            .send()
+            .await
+            .expect("chat request");
+        assert_eq!(resp.status(), 200);
+        read_sse(resp).await
+    }
+
+    /// The value of an unlabelled series in `/metrics`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics request")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     /// Kills the process (no graceful shutdown) and starts a new one on the
     /// same data directory.
     pub async fn restart(mut self, extra_env: &[(&str, &str)]) -> Self {
@@ -111,6 +192,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The text of the `token` events.
+pub fn streamed_text(events: &[(String, serde_json::Value)]) -> String {
+    events
+        .iter()
+        .filter(|(e, _)| e == "token")
+        .filter_map(|(_, d)| d["text"].as_str())
+        .collect()
+}
+
+/// The data of the first event named `name`.
+pub fn event<'a>(events: &'a [(String, serde_json::Value)], name: &str) -> Option<&'a serde_json::Value> {
+    events.iter().find(|(e, _)| e == name).map(|(_, d)| d)
 }
 
 /// Reads a whole SSE response into (event, data) pairs.

@@ -84,6 +84,11 @@ function renderAnswer(box, ev) {
   box.replaceChildren(body);
   const unsupported = ev.sentences.filter((s) => !s.supported).length;
   if (unsupported) box.append(el("div", { class: "note" }, `${unsupported} sentence(s) have no supporting source.`));
+  const dropped = ev.sentences.reduce((k, s) => k + (s.dropped ? s.dropped.length : 0), 0);
+  if (dropped) box.append(el("div", { class: "note" }, `${dropped} citation(s) given by the model did not hold and were removed.`));
+  if (ev.withheld && ev.withheld.length) {
+    box.append(el("div", { class: "note" }, `Instruction-like text in source(s) ${ev.withheld.map((n) => `[${n}]`).join(", ")} was not shown to the model.`));
+  }
   if (ev.citations.length) {
     box.append(el("div", { class: "sources" }, "Sources: " +
       ev.citations.map((c) => `[${c.n}] ${c.title}${c.page ? `, p. ${c.page}` : ""}`).join("; ")));
@@ -123,7 +128,10 @@ async function ask(question) {
         else if (line.startsWith("data: ")) data += line.slice(6);
       }
       const payload = JSON.parse(data || "{}");
-      if (event === "token") {
+      if (event === "query") {
+        // A follow-up was made standalone before retrieval: show what was searched.
+        msgs.insertBefore(el("div", { class: "note query" }, "Searched for: " + payload.query), box);
+      } else if (event === "token") {
         box.dataset.raw += payload.text;
         box.textContent = box.dataset.raw;
       } else if (event === "citations") {

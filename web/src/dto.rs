@@ -198,6 +198,10 @@ pub struct SentenceDto {
     pub text: String,
     pub citations: Vec<usize>,
     pub supported: bool,
+    /// Citations the model gave that the check refused.
+    pub dropped: Vec<usize>,
+    /// Citations the check added.
+    pub attached: Vec<usize>,
 }
 
 impl From<Sentence> for SentenceDto {
@@ -206,6 +210,8 @@ impl From<Sentence> for SentenceDto {
             text: s.text,
             citations: s.citations,
             supported: s.supported,
+            dropped: s.dropped,
+            attached: s.attached,
         }
     }
 }
@@ -215,6 +221,10 @@ pub struct CitationsEvent {
     pub citations: Vec<CitationDto>,
     pub sentences: Vec<SentenceDto>,
     pub abstained: bool,
+    /// Sources whose directive-like text was withheld from the prompt.
+    pub withheld: Vec<usize>,
+    /// What scored semantic support besides word overlap, if anything.
+    pub support_model: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub generation_seconds: HistogramVec,
     pub first_token_seconds: HistogramVec,
     pub tokens_generated: IntCounter,
+    pub generations_cancelled: IntCounter,
+    pub abstentions: IntCounter,
     pub ingest_queue_depth: IntGauge,
 }
 
@@ -52,6 +54,16 @@ impl Metrics {
         )?;
         let tokens_generated = IntCounter::with_opts(Opts::new("tokens_generated_total", "Tokens generated"))?;
         registry.register(Box::new(tokens_generated.clone()))?;
+        let generations_cancelled = IntCounter::with_opts(Opts::new(
+            "generations_cancelled_total",
+            "Generations stopped because the client went away",
+        ))?;
+        registry.register(Box::new(generations_cancelled.clone()))?;
+        let abstentions = IntCounter::with_opts(Opts::new(
+            "abstentions_total",
+            "Questions answered with an abstention, without a model call",
+        ))?;
+        registry.register(Box::new(abstentions.clone()))?;
         let ingest_queue_depth = IntGauge::with_opts(Opts::new("ingest_queue_depth", "Ingest jobs waiting"))?;
         registry.register(Box::new(ingest_queue_depth.clone()))?;
         Ok(Self {
@@ -61,6 +73,8 @@ impl Metrics {
             generation_seconds,
             first_token_seconds,
             tokens_generated,
+            generations_cancelled,
+            abstentions,
             ingest_queue_depth,
         })
     }
@@ -68,7 +82,11 @@ impl Metrics {
     /// Records a finished answer (nothing for an abstention: no model ran).
     pub fn observe_answer(&self, endpoint: &str, usage: &docent_core::GenUsage, abstained: bool) {
         if abstained {
+            self.abstentions.inc();
             return;
+        }
+        if usage.cancelled {
+            self.generations_cancelled.inc();
         }
         self.generation_seconds
             .with_label_values(&[endpoint])

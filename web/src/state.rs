@@ -17,6 +17,13 @@ pub struct WebConfig {
     pub answer: AnswerConfig,
     /// Passages retrieved for an answer before the prompt takes its share.
     pub retrieve_k: usize,
+    /// Passages the evidence cross-encoder rescores.
+    pub evidence_rerank_n: usize,
+    /// How follow-up questions are made standalone.
+    pub rewrite: docent_generate::rewrite::RewriteMode,
+    /// Provenance of each model (file, size, sha256, architecture,
+    /// quantization, license), shown by `GET /v1/models`.
+    pub models: Vec<serde_json::Value>,
 }
 
 pub struct AppState {
@@ -25,6 +32,11 @@ pub struct AppState {
     pub queue: IngestQueue,
     pub searcher: Searcher,
     pub chat: Arc<dyn ChatModel>,
+    /// The cross-encoder judging evidence before answering (none: dense
+    /// similarity judges).
+    pub evidence: Option<Arc<dyn docent_core::Reranker>>,
+    /// Scores semantic support in the citation check (none: lexical only).
+    pub support: Option<Arc<dyn docent_generate::citations::SupportModel>>,
     pub cfg: WebConfig,
     pub metrics: crate::metrics::Metrics,
 }
@@ -38,21 +50,25 @@ impl AppState {
         endpoint: &str,
     ) -> crate::error::ApiResult<Vec<docent_core::SearchHit>> {
         let started = std::time::Instant::now();
+        let judge = self.evidence.as_ref().map(|r| (r, self.cfg.evidence_rerank_n));
         let hits = self
             .searcher
-            .search(
-                question,
-                filter,
-                self.cfg.retrieve_k,
-                docent_retrieve::search::Mode::Hybrid,
-            )
-            .await?
-            .hits;
+            .search_for_answer(question, filter, self.cfg.retrieve_k, judge)
+            .await?;
         self.metrics
             .retrieval_seconds
             .with_label_values(&[endpoint])
             .observe(started.elapsed().as_secs_f64());
         Ok(hits)
+    }
+
+    /// The standalone form of `question` given the earlier user questions.
+    pub async fn standalone(
+        &self,
+        history: &[String],
+        question: &str,
+    ) -> crate::error::ApiResult<docent_generate::rewrite::Standalone> {
+        Ok(docent_generate::rewrite::standalone(self.cfg.rewrite, self.chat.as_ref(), history, question).await?)
     }
 
     /// The caller. Sign-in does not exist yet: everyone is the default user.

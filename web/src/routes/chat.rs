@@ -1,8 +1,9 @@
 //! `POST /v1/chat`: a cited answer over server-sent events.
 //!
-//! Events, in order: `token` (`{"text": ...}`) as the model produces text,
-//! then one `citations` event (checked citations and per-sentence support),
-//! then `done` (usage). On failure an `error` event carries the usual error
+//! Events, in order: `query` (the standalone query retrieval used, when a
+//! follow-up was rewritten), `token` (`{"text": ...}`) as the model produces
+//! text, then one `citations` event (checked citations and per-sentence
+//! support), then `done` (usage). On failure an `error` event carries the usual error
 //! body. Generation runs in its own task; when the client disconnects the
 //! channel closes, the sink reports it, and the model stops.
 
@@ -48,6 +49,15 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
             .ok_or(ApiError::NotFound { what: "conversation" })?,
         None => state.store.create_conversation(&principal.user, &question).await?,
     };
+    let history: Vec<String> = state
+        .store
+        .messages(conversation.id)
+        .await?
+        .into_iter()
+        .filter(|m| m.role == docent_core::Role::User)
+        .map(|m| m.content)
+        .collect();
+    let standalone = state.standalone(&history, &question).await?;
     state
         .store
         .add_message(
@@ -59,18 +69,33 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
         .await?;
     let mut filter = AccessFilter::for_principal(&principal);
     filter.collections = req.collection.into_iter().collect();
-    let hits = state.retrieve_for_answer(&question, &filter, "chat").await?;
+    let hits = state.retrieve_for_answer(&standalone.query, &filter, "chat").await?;
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
+    if standalone.rewritten {
+        let _ = tx.send(frame("query", &standalone));
+    }
     let st = state.clone();
     tokio::spawn(async move {
         let mut sink = ChannelSink { tx: tx.clone() };
-        let result = answer(st.chat.as_ref(), &question, &hits, &st.cfg.answer, &mut sink).await;
+        let result = answer(
+            st.chat.as_ref(),
+            st.support.clone(),
+            &standalone.query,
+            &hits,
+            &st.cfg.answer,
+            &mut sink,
+        )
+        .await;
         match result {
             Ok(a) => {
                 st.metrics.observe_answer("chat", &a.usage, a.abstained);
-                if tx.is_closed() {
-                    info!("client disconnected; generation stopped");
+                if a.usage.cancelled || tx.is_closed() {
+                    info!(
+                        conversation = %conversation.id,
+                        completion_tokens = a.usage.completion_tokens,
+                        "client disconnected; generation stopped"
+                    );
                     return;
                 }
                 let shown = if a.abstained || a.checked.sentences.is_empty() {
@@ -82,6 +107,8 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
                     citations: a.checked.citations.into_iter().map(Into::into).collect(),
                     sentences: a.checked.sentences.into_iter().map(Into::into).collect(),
                     abstained: a.abstained,
+                    withheld: a.withheld,
+                    support_model: a.support_model,
                 };
                 let cites = serde_json::to_value(&ev.citations).unwrap_or_default();
                 if let Err(e) = st

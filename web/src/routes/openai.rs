@@ -3,7 +3,7 @@
 //! (retrieval applied; checked `[n]` markers in the content and an extra
 //! `citations` field), `/v1/models` and `/v1/embeddings`.
 
-use crate::dto::CitationDto;
+use crate::dto::{CitationDto, SentenceDto};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -90,14 +90,14 @@ pub async fn chat_completions(
     body: web::Json<ChatCompletionRequest>,
 ) -> ApiResult<HttpResponse> {
     let req = body.into_inner();
-    let question = req
+    let mut user_turns: Vec<String> = req
         .messages
         .iter()
-        .rev()
-        .find(|m| m.role == "user")
-        .and_then(|m| m.content.as_ref())
+        .filter(|m| m.role == "user")
+        .filter_map(|m| m.content.as_ref())
         .map(content_text)
-        .unwrap_or_default();
+        .collect();
+    let question = user_turns.pop().unwrap_or_default();
     if question.trim().is_empty() {
         return Err(ApiError::BadRequest(
             "`messages` needs a user message with text".to_owned(),
@@ -111,13 +111,24 @@ pub async fn chat_completions(
         cfg.params.temperature = t.clamp(0.0, 2.0);
     }
     let filter = AccessFilter::for_principal(&state.principal());
+    // Earlier user turns make a follow-up standalone.
+    let standalone = state.standalone(&user_turns, &question).await?;
+    let question = standalone.query.clone();
     let hits = state.retrieve_for_answer(&question, &filter, "completions").await?;
     let model = state.chat.name();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now();
 
     if !req.stream {
-        let a = answer(state.chat.as_ref(), &question, &hits, &cfg, &mut NullSink).await?;
+        let a = answer(
+            state.chat.as_ref(),
+            state.support.clone(),
+            &question,
+            &hits,
+            &cfg,
+            &mut NullSink,
+        )
+        .await?;
         state.metrics.observe_answer("completions", &a.usage, a.abstained);
         let content = if a.abstained || a.checked.sentences.is_empty() {
             a.text.clone()
@@ -125,6 +136,7 @@ pub async fn chat_completions(
             a.checked.render()
         };
         let citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
+        let sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
         return Ok(HttpResponse::Ok().json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -134,6 +146,9 @@ pub async fn chat_completions(
                 "total_tokens": a.usage.prompt_tokens + a.usage.completion_tokens,
             },
             "citations": citations,
+            "sentences": sentences,
+            "abstained": a.abstained,
+            "query": standalone,
         })));
     }
 
@@ -146,14 +161,29 @@ pub async fn chat_completions(
             model: model.clone(),
             created,
         };
-        match answer(st.chat.as_ref(), &question, &hits, &cfg, &mut sink).await {
+        match answer(st.chat.as_ref(), st.support.clone(), &question, &hits, &cfg, &mut sink).await {
             Ok(a) => {
                 st.metrics.observe_answer("completions", &a.usage, a.abstained);
+                if a.usage.cancelled {
+                    return;
+                }
+                let content = if a.abstained || a.checked.sentences.is_empty() {
+                    a.text.clone()
+                } else {
+                    a.checked.render()
+                };
                 let citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
+                let sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
                 let last = json!({
                     "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                     "citations": citations,
+                    "sentences": sentences,
+                    "abstained": a.abstained,
+                    // The answer with checked markers, for clients that
+                    // show it after the stream.
+                    "checked_content": content,
+                    "query": standalone,
                     "usage": {
                         "prompt_tokens": a.usage.prompt_tokens,
                         "completion_tokens": a.usage.completion_tokens,
@@ -179,14 +209,27 @@ pub async fn chat_completions(
         .streaming(stream))
 }
 
+/// The served models. Besides the OpenAI fields, each entry carries its
+/// provenance (file, size, sha256, architecture, quantization, license)
+/// under `docent`, for an SBOM.
 pub async fn models(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "object": "list",
-        "data": [
-            {"id": state.chat.name(), "object": "model", "created": 0, "owned_by": "docent"},
-            {"id": state.searcher.embedder().model_id(), "object": "model", "created": 0, "owned_by": "docent"},
-        ],
-    }))
+    let provenance = |role: &str| {
+        state
+            .cfg
+            .models
+            .iter()
+            .find(|m| m.get("role").and_then(|r| r.as_str()) == Some(role))
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let mut data = vec![
+        json!({"id": state.chat.name(), "object": "model", "created": 0, "owned_by": "docent", "docent": provenance("chat")}),
+        json!({"id": state.searcher.embedder().model_id(), "object": "model", "created": 0, "owned_by": "docent", "docent": provenance("embedding")}),
+    ];
+    if let Some(r) = state.searcher.reranker().or(state.evidence.as_ref()) {
+        data.push(json!({"id": r.model_id(), "object": "model", "created": 0, "owned_by": "docent", "docent": provenance("reranker")}));
+    }
+    HttpResponse::Ok().json(json!({"object": "list", "data": data}))
 }
 
 #[derive(Debug, Deserialize)]
