@@ -276,7 +276,7 @@ impl Default for Generation {
             min_evidence: 0.25,
             evidence: "cross-encoder".into(),
             evidence_rerank_n: 8,
-            min_cross_evidence: 0.1,
+            min_cross_evidence: 0.65,
             backend: "mistralrs".into(),
             upstream_url: None,
             upstream_model: String::new(),

@@ -985,7 +985,92 @@ pub struct AnswersReport {
     /// Prompt tokens over time to first token.
     pub prompt_tokens_per_s: f64,
     pub mean_prompt_tokens: f64,
+    /// The checker alone, on claims built from the gold answers (so the
+    /// model's answer quality does not enter): word overlap only, and the
+    /// configured check.
+    pub checker_lexical: CheckerProbe,
+    pub checker_checked: CheckerProbe,
     pub examples: Vec<AnswerExample>,
+}
+
+/// How the citation checker treats a claim whose support is known: the
+/// claim is "question + gold answer", and the prompt's sources are split
+/// into those holding the gold span and those that do not.
+#[derive(Debug, Default, Serialize)]
+pub struct CheckerProbe {
+    /// Questions whose prompt held both a gold and a non-gold source.
+    pub cases: usize,
+    /// Claim cited to a gold source: the citation is kept.
+    pub keeps_right: f64,
+    /// Claim cited to a non-gold source: the citation is dropped.
+    pub drops_wrong: f64,
+    /// Claim with no citation: a gold source is attached.
+    pub attaches_right: f64,
+    /// Claim with no citation: a non-gold source is attached.
+    pub attaches_wrong: f64,
+}
+
+#[derive(Default)]
+struct ProbeCounts {
+    cases: usize,
+    keeps_right: usize,
+    drops_wrong: usize,
+    attaches_right: usize,
+    attaches_wrong: usize,
+}
+
+impl ProbeCounts {
+    fn report(&self) -> CheckerProbe {
+        let share = |a: usize| {
+            if self.cases == 0 {
+                0.0
+            } else {
+                a as f64 / self.cases as f64
+            }
+        };
+        CheckerProbe {
+            cases: self.cases,
+            keeps_right: share(self.keeps_right),
+            drops_wrong: share(self.drops_wrong),
+            attaches_right: share(self.attaches_right),
+            attaches_wrong: share(self.attaches_wrong),
+        }
+    }
+}
+
+/// Runs the three probes for one question on one checker configuration.
+fn probe(
+    counts: &mut ProbeCounts,
+    claim: &str,
+    sources: &[docent_generate::prompt::Source],
+    gold: &[bool],
+    cfg: docent_generate::citations::CheckConfig,
+    semantic: Option<&docent_generate::citations::SemanticScores>,
+) {
+    use docent_generate::citations::check_scored;
+    let (Some(right), Some(wrong)) = (gold.iter().position(|g| *g), gold.iter().position(|g| !*g)) else {
+        return;
+    };
+    counts.cases += 1;
+    let cited = |n: usize| check_scored(&format!("{claim} [{n}]."), sources, cfg, semantic);
+    let a = cited(sources[right].n);
+    counts.keeps_right += usize::from(
+        a.sentences
+            .first()
+            .is_some_and(|s| s.citations.contains(&sources[right].n)),
+    );
+    let a = cited(sources[wrong].n);
+    counts.drops_wrong += usize::from(
+        a.sentences
+            .first()
+            .is_some_and(|s| s.dropped.contains(&sources[wrong].n)),
+    );
+    let a = check_scored(&format!("{claim}."), sources, cfg, semantic);
+    if let Some(s) = a.sentences.first() {
+        let is_gold = |n: &usize| sources.iter().position(|x| x.n == *n).is_some_and(|i| gold[i]);
+        counts.attaches_right += usize::from(s.attached.iter().any(is_gold));
+        counts.attaches_wrong += usize::from(s.attached.iter().any(|n| !is_gold(n)));
+    }
 }
 
 fn citation_stats(answers: &[(docent_generate::citations::CheckedAnswer, Vec<String>)]) -> CitationStats {
@@ -1087,6 +1172,8 @@ pub async fn answers(
     let mut ttft = Vec::new();
     let (mut decode_tokens, mut decode_ms, mut prompt_tokens, mut prompt_ms) = (0u64, 0u64, 0u64, 0u64);
     let mut examples = Vec::new();
+    let mut probe_lexical = ProbeCounts::default();
+    let mut probe_checked = ProbeCounts::default();
     let mut support_name = None;
     struct Quiet;
     impl docent_core::TokenSink for Quiet {
@@ -1147,6 +1234,41 @@ pub async fn answers(
         lexical.push((check(&a.text, &a.sources, cfg.check), golds.clone()));
         // The configured check, as the service ran it.
         checked.push((a.checked, golds.clone()));
+        // The checker alone: "question + gold answer" as the claim.
+        let gold_answer: String = golds
+            .first()
+            .map(|g| g.split_whitespace().take(30).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        let claim = format!(
+            "{} {}",
+            q.trim().trim_end_matches('?'),
+            gold_answer.trim_end_matches('.')
+        );
+        let gold_flags: Vec<bool> = a
+            .sources
+            .iter()
+            .map(|s| golds.iter().any(|g| contains_span(&s.text, g)))
+            .collect();
+        probe(&mut probe_lexical, &claim, &a.sources, &gold_flags, cfg.check, None);
+        let semantic = match &support {
+            Some(m) => {
+                let m = Arc::clone(m);
+                let claims = docent_generate::citations::claims(&format!("{claim}."));
+                let passages: Vec<String> = a.sources.iter().map(|s| format!("{}. {}", s.title, s.text)).collect();
+                let c = claims.clone();
+                let rows = tokio::task::spawn_blocking(move || m.score(&c, &passages)).await??;
+                Some(claims.into_iter().zip(rows).collect())
+            }
+            None => None,
+        };
+        probe(
+            &mut probe_checked,
+            &claim,
+            &a.sources,
+            &gold_flags,
+            cfg.check,
+            semantic.as_ref(),
+        );
     }
     bar.finish_and_clear();
     let answered = f1s.len();
@@ -1188,6 +1310,8 @@ pub async fn answers(
         } else {
             prompt_tokens as f64 / answered as f64
         },
+        checker_lexical: probe_lexical.report(),
+        checker_checked: probe_checked.report(),
         examples,
     })
 }

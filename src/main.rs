@@ -951,6 +951,13 @@ fn print_answers(r: &docent::eval::AnswersReport) {
             c.citations, c.precision, c.answers_cited, c.answers_correctly_cited, c.unsupported_sentences
         );
     }
+    println!("checker alone (claim = question + gold answer)  cases  keeps right  drops wrong  attaches right  attaches wrong");
+    for (name, p) in [("word overlap", &r.checker_lexical), ("configured", &r.checker_checked)] {
+        println!(
+            "{name:<47} {:>5}  {:>11.3}  {:>11.3}  {:>14.3}  {:>14.3}",
+            p.cases, p.keeps_right, p.drops_wrong, p.attaches_right, p.attaches_wrong
+        );
+    }
     println!(
         "time to first token p50 {:.0} ms, p95 {:.0} ms; prompt {:.0} tokens at {:.1} tok/s; decode {:.1} tok/s",
         r.time_to_first_token_ms.p50,

@@ -91,13 +91,18 @@ fn source_number(user: &str, needle: &str) -> Option<usize> {
     digits(&before[i..])
 }
 
-/// The answer the fake streams: the fact, cited to source `n`, in pieces.
+/// The answer the fake streams, in pieces: the fact cited to source `n`; a
+/// claim no source supports, also cited to `n`; and a supported sentence
+/// given without a citation.
 fn answer_tokens(n: usize) -> Vec<String> {
     vec![
         "The quarantine period".to_owned(),
         " for Zorblax fever".to_owned(),
         " is eleven days".to_owned(),
         format!(" [{n}]."),
+        " Penguins in Antarctica sing opera".to_owned(),
+        format!(" [{n}]."),
+        " Patients with Zorblax fever stay in the east isolation wing.".to_owned(),
     ]
 }
 
@@ -281,9 +286,16 @@ async fn answers_stream_from_the_upstream_with_checked_citations() {
     assert_eq!(cited["title"], "clinic-guide.pdf", "{cited}");
     assert!(cited["passage"].as_str().is_some_and(|p| p.contains(FACT)), "{cited}");
     let sentences = events[ci].1["sentences"].as_array().cloned().unwrap_or_default();
-    assert_eq!(sentences.len(), 1, "{sentences:?}");
+    assert_eq!(sentences.len(), 3, "{sentences:?}");
     assert_eq!(sentences[0]["supported"], true, "{sentences:?}");
     assert_eq!(sentences[0]["citations"], serde_json::json!([n]), "{sentences:?}");
+    // The unsupported claim loses its citation and is flagged.
+    assert_eq!(sentences[1]["supported"], false, "{sentences:?}");
+    assert_eq!(sentences[1]["citations"], serde_json::json!([]), "{sentences:?}");
+    assert_eq!(sentences[1]["dropped"], serde_json::json!([n]), "{sentences:?}");
+    // The uncited but supported sentence gets its source attached.
+    assert_eq!(sentences[2]["supported"], true, "{sentences:?}");
+    assert_eq!(sentences[2]["attached"], serde_json::json!([n]), "{sentences:?}");
     assert_eq!(events[ci].1["abstained"], false);
     let (last, done) = events.last().expect("events");
     assert_eq!(last, "done", "{events:?}");
@@ -292,7 +304,7 @@ async fn answers_stream_from_the_upstream_with_checked_citations() {
         done["prompt_tokens"], PROMPT_TOKENS,
         "usage from the final chunk: {done}"
     );
-    assert_eq!(done["completion_tokens"], 4, "{done}");
+    assert_eq!(done["completion_tokens"], 7, "{done}");
 
     // (b) The upstream got an OpenAI streaming request with the numbered
     // sources and the question.
