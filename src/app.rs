@@ -189,6 +189,7 @@ impl Components {
             check: CheckConfig {
                 drop_below: g.citation_drop_below,
                 attach_above: g.citation_attach_above,
+                repoint_margin: g.citation_repoint_margin,
             },
             min_evidence: g.min_evidence,
             min_cross_evidence: g.min_cross_evidence,

@@ -132,6 +132,9 @@ pub struct Generation {
     pub citation_drop_below: f32,
     /// An uncited sentence gets the best source at or above this.
     pub citation_attach_above: f32,
+    /// A cited source is replaced by one that supports the sentence at
+    /// least `citation_attach_above` and by this margin more.
+    pub citation_repoint_margin: f32,
     pub max_tokens: u32,
     pub temperature: f32,
     pub max_num_seqs: usize,
@@ -268,6 +271,7 @@ impl Default for Generation {
             support_cos_full: 0.8,
             citation_drop_below: 0.2,
             citation_attach_above: 0.5,
+            citation_repoint_margin: 0.1,
             max_tokens: 200,
             temperature: 0.0,
             max_num_seqs: 8,

@@ -968,8 +968,8 @@ pub struct AnswersReport {
     /// Share of questions whose article is absent that were abstained on.
     pub unanswerable_abstained: f64,
     pub answered: usize,
-    /// Share of answered questions whose prompt held a source with the gold
-    /// span: the ceiling for citation recall.
+    /// Share of questions past the abstention floor whose prompt held a
+    /// source with the gold span: the ceiling for citation recall.
     pub gold_in_prompt: f64,
     /// The model's own [n] markers, unchecked.
     pub citations_raw: CitationStats,
@@ -1097,6 +1097,16 @@ fn citation_stats(answers: &[(docent_generate::citations::CheckedAnswer, Vec<Str
     s
 }
 
+/// How `docent eval answers` runs.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswersOptions {
+    /// Questions per class, evenly spaced.
+    pub per_class: usize,
+    /// Call the model (else: abstention and the checker probe only).
+    pub generate: bool,
+    pub show_progress: bool,
+}
+
 /// Answer quality on a SQuAD-format set with the real pipeline: even
 /// articles indexed, odd ones held out. Answerable questions go through
 /// retrieval, the abstention decision, the model and the citation check;
@@ -1109,9 +1119,13 @@ pub async fn answers(
     support: Option<Arc<dyn docent_generate::citations::SupportModel>>,
     file: &Path,
     collection: &str,
-    per_class: usize,
-    show_progress: bool,
+    opts: AnswersOptions,
 ) -> anyhow::Result<AnswersReport> {
+    let AnswersOptions {
+        per_class,
+        generate,
+        show_progress,
+    } = opts;
     use docent_generate::answer::{abstains, answer};
     use docent_generate::citations::{check, CheckConfig};
     let articles = load_squad_half(c, file, collection).await?;
@@ -1169,6 +1183,7 @@ pub async fn answers(
     let mut checked = Vec::new();
     let mut f1s = Vec::new();
     let mut gold_in_prompt = 0usize;
+    let mut passed = 0usize;
     let mut ttft = Vec::new();
     let (mut decode_tokens, mut decode_ms, mut prompt_tokens, mut prompt_ms) = (0u64, 0u64, 0u64, 0u64);
     let mut examples = Vec::new();
@@ -1184,24 +1199,79 @@ pub async fn answers(
     let unchecked = CheckConfig {
         drop_below: f32::NEG_INFINITY,
         attach_above: f32::INFINITY,
+        repoint_margin: f32::INFINITY,
     };
     for (q, golds) in &answerable {
         let hits = c
             .searcher
             .search_for_answer(q, &filter, c.cfg.retrieval.answer_k, judge)
             .await?;
-        let a = answer(chat, support.clone(), q, &hits, &cfg, &mut Quiet).await?;
         bar.inc(1);
-        if a.abstained {
+        if abstains(&hits, &cfg) {
             ans_abstained += 1;
             continue;
         }
-        support_name = support_name.or(a.support_model.clone());
-        gold_in_prompt += usize::from(
-            a.sources
-                .iter()
-                .any(|s| golds.iter().any(|g| contains_span(&s.text, g))),
+        // The prompt's sources, as `answer` will fit them.
+        let budget = docent_generate::prompt::PromptBudget {
+            max_prompt_tokens: cfg.max_prompt_tokens,
+            max_tokens: cfg.params.max_tokens as usize,
+            withhold_directives: cfg.withhold_directives,
+        };
+        let candidates = docent_generate::answer::sources_from_hits(&hits, cfg.sources);
+        let prompt = docent_generate::prompt::fit(chat, q, &candidates, budget).await?;
+        passed += 1;
+        let gold_flags: Vec<bool> = prompt
+            .sources
+            .iter()
+            .map(|s| golds.iter().any(|g| contains_span(&s.text, g)))
+            .collect();
+        gold_in_prompt += usize::from(gold_flags.iter().any(|g| *g));
+        // The checker alone: "question + gold answer" as the claim.
+        let gold_answer: String = golds
+            .first()
+            .map(|g| g.split_whitespace().take(30).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default();
+        let claim = format!(
+            "{} {}",
+            q.trim().trim_end_matches('?'),
+            gold_answer.trim_end_matches('.')
         );
+        probe(
+            &mut probe_lexical,
+            &claim,
+            &prompt.sources,
+            &gold_flags,
+            cfg.check,
+            None,
+        );
+        let semantic = match &support {
+            Some(m) => {
+                let m = Arc::clone(m);
+                let claims = docent_generate::citations::claims(&format!("{claim}."));
+                let passages: Vec<String> = prompt
+                    .sources
+                    .iter()
+                    .map(|s| format!("{}. {}", s.title, s.text))
+                    .collect();
+                let c = claims.clone();
+                let rows = tokio::task::spawn_blocking(move || m.score(&c, &passages)).await??;
+                Some(claims.into_iter().zip(rows).collect())
+            }
+            None => None,
+        };
+        probe(
+            &mut probe_checked,
+            &claim,
+            &prompt.sources,
+            &gold_flags,
+            cfg.check,
+            semantic.as_ref(),
+        );
+        if !generate {
+            continue;
+        }
+        let a = answer(chat, support.clone(), q, &hits, &cfg, &mut Quiet).await?;
+        support_name = support_name.or(a.support_model.clone());
         let text: String = a
             .checked
             .sentences
@@ -1234,41 +1304,6 @@ pub async fn answers(
         lexical.push((check(&a.text, &a.sources, cfg.check), golds.clone()));
         // The configured check, as the service ran it.
         checked.push((a.checked, golds.clone()));
-        // The checker alone: "question + gold answer" as the claim.
-        let gold_answer: String = golds
-            .first()
-            .map(|g| g.split_whitespace().take(30).collect::<Vec<_>>().join(" "))
-            .unwrap_or_default();
-        let claim = format!(
-            "{} {}",
-            q.trim().trim_end_matches('?'),
-            gold_answer.trim_end_matches('.')
-        );
-        let gold_flags: Vec<bool> = a
-            .sources
-            .iter()
-            .map(|s| golds.iter().any(|g| contains_span(&s.text, g)))
-            .collect();
-        probe(&mut probe_lexical, &claim, &a.sources, &gold_flags, cfg.check, None);
-        let semantic = match &support {
-            Some(m) => {
-                let m = Arc::clone(m);
-                let claims = docent_generate::citations::claims(&format!("{claim}."));
-                let passages: Vec<String> = a.sources.iter().map(|s| format!("{}. {}", s.title, s.text)).collect();
-                let c = claims.clone();
-                let rows = tokio::task::spawn_blocking(move || m.score(&c, &passages)).await??;
-                Some(claims.into_iter().zip(rows).collect())
-            }
-            None => None,
-        };
-        probe(
-            &mut probe_checked,
-            &claim,
-            &a.sources,
-            &gold_flags,
-            cfg.check,
-            semantic.as_ref(),
-        );
     }
     bar.finish_and_clear();
     let answered = f1s.len();
@@ -1293,7 +1328,7 @@ pub async fn answers(
         answerable_abstained: share(ans_abstained, answerable.len()),
         unanswerable_abstained: share(un_abstained, unanswerable.len()),
         answered,
-        gold_in_prompt: share(gold_in_prompt, answered),
+        gold_in_prompt: share(gold_in_prompt, passed),
         citations_raw: citation_stats(&raw),
         citations_lexical: citation_stats(&lexical),
         citations_checked: citation_stats(&checked),

@@ -169,6 +169,9 @@ enum EvalCmd {
         questions: usize,
         #[arg(long)]
         json: bool,
+        /// Skip generation: abstention rates and the checker probe only.
+        #[arg(long)]
+        no_generate: bool,
     },
     Retrieval {
         #[arg(long)]
@@ -351,13 +354,26 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                     collection,
                     questions,
                     json,
+                    no_generate,
                 },
         } => {
             let c = Components::build(&cfg).await?;
             let chat = c.chat_model().await?;
             let support = c.support_model().await?;
             let show = !json && std::io::stderr().is_terminal();
-            let r = docent::eval::answers(&c, chat.as_ref(), support, &dataset, &collection, questions, show).await?;
+            let r = docent::eval::answers(
+                &c,
+                chat.as_ref(),
+                support,
+                &dataset,
+                &collection,
+                docent::eval::AnswersOptions {
+                    per_class: questions,
+                    generate: !no_generate,
+                    show_progress: show,
+                },
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -158,6 +158,13 @@ pub async fn answer(
     };
     let prompt = fit(model, question, &candidates, budget).await?;
     let (text, usage) = model.generate(prompt.messages, cfg.params.clone(), sink).await?;
+    // Small models copy source text, the withheld marker included; it is
+    // not part of the answer.
+    let text = if prompt.withheld.is_empty() {
+        text
+    } else {
+        text.replace(crate::prompt::WITHHELD, " ")
+    };
     let semantic = match &support {
         Some(m) => semantic_scores(Arc::clone(m), &text, &prompt.sources).await,
         None => None,

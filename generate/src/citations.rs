@@ -17,6 +17,10 @@ use std::collections::HashSet;
 pub struct CheckConfig {
     pub drop_below: f32,
     pub attach_above: f32,
+    /// A cited source is also dropped when another source supports the
+    /// sentence at least `attach_above` and by this much more: the model
+    /// pointed at the wrong passage (the better one is attached instead).
+    pub repoint_margin: f32,
 }
 
 impl Default for CheckConfig {
@@ -24,6 +28,7 @@ impl Default for CheckConfig {
         Self {
             drop_below: 0.2,
             attach_above: 0.5,
+            repoint_margin: 0.1,
         }
     }
 }
@@ -345,6 +350,22 @@ pub fn check_scored(
                 _ => dropped.push(n),
             }
         }
+        if !trivial && !cited.is_empty() {
+            let best = sources
+                .iter()
+                .enumerate()
+                .map(|(i, src)| (score(&text, i), src.n))
+                .max_by(|a, b| a.0.total_cmp(&b.0));
+            if let Some((top, top_n)) = best.filter(|(top, _)| *top >= cfg.attach_above) {
+                cited.retain(|&n| {
+                    let keep = n == top_n || index_of(n).is_some_and(|i| top - score(&text, i) < cfg.repoint_margin);
+                    if !keep {
+                        dropped.push(n);
+                    }
+                    keep
+                });
+            }
+        }
         if cited.is_empty() && !trivial {
             let scored = sources
                 .iter()
@@ -512,6 +533,36 @@ mod tests {
         assert!(a.sentences[1].citations.is_empty());
         assert_eq!(a.sentences[1].dropped, vec![2]);
         assert!(!a.sentences[1].supported);
+    }
+
+    #[test]
+    fn a_citation_of_a_much_weaker_source_is_repointed() {
+        let s = vec![
+            src(1, 1, "Zorblax fever is common in Quintavelle."),
+            src(2, 2, "The quarantine period for Zorblax fever is eleven days."),
+        ];
+        // [1] shares "Zorblax fever" (support 0.4, above drop_below) but [2]
+        // holds the whole claim (1.0): the citation moves to [2].
+        let a = check(
+            "The Zorblax fever quarantine lasts eleven days [1].",
+            &s,
+            CheckConfig::default(),
+        );
+        assert_eq!(a.sentences[0].dropped, vec![1], "{a:?}");
+        assert_eq!(a.sentences[0].citations, vec![2], "{a:?}");
+        assert_eq!(a.sentences[0].attached, vec![2], "{a:?}");
+        // Two sources that support it about equally both stay.
+        let s = vec![
+            src(1, 1, "The quarantine for Zorblax fever lasts eleven days."),
+            src(2, 2, "The quarantine period for Zorblax fever is eleven days."),
+        ];
+        let a = check(
+            "The Zorblax fever quarantine lasts eleven days [1].",
+            &s,
+            CheckConfig::default(),
+        );
+        assert_eq!(a.sentences[0].citations, vec![1], "{a:?}");
+        assert!(a.sentences[0].dropped.is_empty(), "{a:?}");
     }
 
     #[test]
