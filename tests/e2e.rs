@@ -3,23 +3,8 @@
 
 mod common;
 
-use common::{make_pdf, Server};
+use common::{make_pdf, Server, CLINIC_PAGE1, CLINIC_PAGE2, CLINIC_PAGE3};
 use serde_json::Value;
-
-const PAGE1: &[&str] = &[
-    "Northwind Clinic visitor guide.",
-    "Visitors sign in at the front desk and wear a badge at all times.",
-    "Flowers are not allowed in the intensive care unit.",
-];
-const PAGE2: &[&str] = &[
-    "Infection control.",
-    "The quarantine period for Zorblax fever is eleven days.",
-    "Patients with Zorblax fever stay in the east isolation wing.",
-];
-const PAGE3: &[&str] = &[
-    "Billing questions.",
-    "Invoices are sent by post within thirty days of discharge.",
-];
 
 const HANDBOOK: &str = "# Campus handbook\n\n\
 ## Cafeteria\n\nThe cafeteria serves quibblewort soup every Friday at noon.\n\n\
@@ -51,7 +36,7 @@ async fn upload_ask_cite_delete_restart() {
     assert!(html.contains("/app.js") && !html.contains("http://") && !html.contains("https://"));
 
     // Upload a 3-page PDF and a Markdown file.
-    let pdf = make_pdf(&[PAGE1, PAGE2, PAGE3]);
+    let pdf = make_pdf(&[CLINIC_PAGE1, CLINIC_PAGE2, CLINIC_PAGE3]);
     let r = server.upload("clinic-guide.pdf", pdf.clone(), "application/pdf").await;
     assert_eq!(r.status(), 202);
     let up: Value = r.json().await.expect("json");

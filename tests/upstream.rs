@@ -6,27 +6,12 @@
 
 mod common;
 
-use common::{make_pdf, Server};
+use common::{make_pdf, Server, CLINIC_PAGE1, CLINIC_PAGE2, CLINIC_PAGE3};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const PAGE1: &[&str] = &[
-    "Northwind Clinic visitor guide.",
-    "Visitors sign in at the front desk and wear a badge at all times.",
-    "Flowers are not allowed in the intensive care unit.",
-];
-const PAGE2: &[&str] = &[
-    "Infection control.",
-    "The quarantine period for Zorblax fever is eleven days.",
-    "Patients with Zorblax fever stay in the east isolation wing.",
-];
-const PAGE3: &[&str] = &[
-    "Billing questions.",
-    "Invoices are sent by post within thirty days of discharge.",
-];
 
 const QUESTION: &str = "How long is the quarantine period for Zorblax fever?";
 /// The sentence of page 2 the fake upstream's answer repeats.
@@ -190,45 +175,6 @@ async fn serve_one(mut sock: tokio::net::TcpStream, requests: Arc<Mutex<Vec<Reco
     let _ = sock.shutdown().await;
 }
 
-async fn upload_pdf(server: &Server, name: &str, bytes: Vec<u8>) -> String {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name(name.to_owned())
-        .mime_str("application/pdf")
-        .expect("mime");
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let r = server
-        .client
-        .post(server.url("/v1/documents"))
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload request");
-    assert_eq!(r.status(), 202);
-    let up: Value = r.json().await.expect("json");
-    let job_id = up["job_id"].as_str().expect("job id").to_owned();
-    for _ in 0..600 {
-        let job = server.get_json(&format!("/v1/jobs/{job_id}")).await;
-        match job["status"].as_str() {
-            Some("ready") => return up["id"].as_str().expect("id").to_owned(),
-            Some("failed") => panic!("ingest failed: {job}"),
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    panic!("job {job_id} did not finish");
-}
-
-async fn chat(server: &Server, question: &str) -> Vec<(String, Value)> {
-    let resp = server
-        .client
-        .post(server.url("/v1/chat"))
-        .json(&serde_json::json!({ "question": question }))
-        .send()
-        .await
-        .expect("chat");
-    assert_eq!(resp.status(), 200);
-    common::read_sse(resp).await
-}
-
 fn upstream_env<'a>(url: &'a str, allow: &'a str) -> Vec<(&'a str, &'a str)> {
     vec![
         ("DOCENT__GENERATION__BACKEND", "openai"),
@@ -249,7 +195,8 @@ async fn answers_stream_from_the_upstream_with_checked_citations() {
     // The list in the environment's array form.
     let server = Server::start(data.path(), &upstream_env(&url, "[127.0.0.0/8]")).await;
 
-    let pdf_id = upload_pdf(&server, "clinic-guide.pdf", make_pdf(&[PAGE1, PAGE2, PAGE3])).await;
+    let pdf = make_pdf(&[CLINIC_PAGE1, CLINIC_PAGE2, CLINIC_PAGE3]);
+    let pdf_id = server.ingest("clinic-guide.pdf", pdf, "application/pdf").await;
     let models = server.get_json("/v1/models").await;
     assert!(
         models["data"]
@@ -259,7 +206,7 @@ async fn answers_stream_from_the_upstream_with_checked_citations() {
     );
 
     // (a) The answer streams from the upstream and keeps a checked citation.
-    let events = chat(&server, QUESTION).await;
+    let events = server.chat(serde_json::json!({ "question": QUESTION })).await;
     let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
     assert!(!names.contains(&"error"), "{events:?}");
     let tokens: Vec<String> = events
@@ -340,7 +287,7 @@ async fn answers_stream_from_the_upstream_with_checked_citations() {
     // (d) An upstream failing with HTTP 500 ends the chat with an error event
     // naming the status and the upstream's message.
     fake.fail.store(true, Ordering::SeqCst);
-    let events = chat(&server, QUESTION).await;
+    let events = server.chat(serde_json::json!({ "question": QUESTION })).await;
     assert_eq!(fake.requests().len(), 2);
     let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
     assert!(!names.contains(&"done") && !names.contains(&"token"), "{events:?}");

@@ -194,6 +194,22 @@ impl Drop for Server {
     }
 }
 
+/// A three-page clinic guide; the quarantine fact is only on page 2.
+pub const CLINIC_PAGE1: &[&str] = &[
+    "Northwind Clinic visitor guide.",
+    "Visitors sign in at the front desk and wear a badge at all times.",
+    "Flowers are not allowed in the intensive care unit.",
+];
+pub const CLINIC_PAGE2: &[&str] = &[
+    "Infection control.",
+    "The quarantine period for Zorblax fever is eleven days.",
+    "Patients with Zorblax fever stay in the east isolation wing.",
+];
+pub const CLINIC_PAGE3: &[&str] = &[
+    "Billing questions.",
+    "Invoices are sent by post within thirty days of discharge.",
+];
+
 /// The text of the `token` events.
 pub fn streamed_text(events: &[(String, serde_json::Value)]) -> String {
     events
