@@ -55,7 +55,10 @@ fn defang(text: &str) -> String {
     out
 }
 
-/// Phrases that address a language model rather than a human reader.
+/// Phrases that address a language model rather than a human reader. Kept
+/// narrow on purpose: a withheld sentence is a fact the model cannot use,
+/// so phrases that also occur in ordinary documents ("if you are now
+/// taking ...", "the system prompts the nurse ...") are not listed.
 const DIRECTIVES: &[&str] = &[
     "ignore previous instruction",
     "ignore all previous",
@@ -65,25 +68,22 @@ const DIRECTIVES: &[&str] = &[
     "ignore all prior",
     "ignore the above",
     "ignore all above",
+    "ignore your instructions",
     "disregard previous",
     "disregard all previous",
     "disregard the above",
     "disregard prior",
+    "disregard your instructions",
     "forget previous instruction",
     "forget all previous",
     "forget your instructions",
     "new instructions:",
-    "system prompt",
-    "you are now",
-    "as an ai assistant you must",
-    "assistant must",
     "reply only with",
     "respond only with",
-    "answer only with",
     "reply with only",
     "respond with only",
-    "output only",
-    "say only",
+    "as an ai language model",
+    "as an ai assistant you must",
 ];
 
 pub const WITHHELD: &str = "[instruction-like text withheld]";
@@ -319,7 +319,8 @@ mod tests {
         assert!(t.contains("The clinic opens at 8 am."));
         assert!(t.contains(WITHHELD));
         assert!(t.contains("Parking is free."));
-        let plain = "Nurses ignore noise. Patients reply to surveys.";
+        let plain =
+            "Nurses ignore noise. If you are now taking warfarin, tell the nurse. The system prompts staff to sign.";
         assert_eq!(withhold_directives(plain), (plain.to_owned(), false));
     }
 

@@ -84,6 +84,11 @@ const BACK_REFERENCES: &[&str] = &[
     "the latter",
 ];
 
+const QUESTION_WORDS: &[&str] = &[
+    "what", "who", "whom", "whose", "when", "where", "why", "how", "which", "is", "are", "was", "were", "does", "do",
+    "did", "can", "could", "should", "will", "would", "may", "list", "define", "explain", "describe",
+];
+
 fn words(q: &str) -> Vec<String> {
     q.split(|c: char| !(c.is_alphanumeric() || c == '\''))
         .filter(|w| !w.is_empty())
@@ -106,7 +111,10 @@ pub fn is_follow_up(q: &str) -> bool {
             .iter()
             .filter(|b| b.contains(' '))
             .any(|b| lower.contains(*b));
-    let thin = content_words(q).len() < 3;
+    // A fragment ("side effects?") leans on what came before; a short
+    // question of its own ("What is MERS?") does not.
+    let asks = w.first().is_some_and(|f| QUESTION_WORDS.contains(&f.as_str()));
+    let thin = content_words(q).len() < 3 && !asks;
     leads || (points_back && w.len() <= 12) || thin
 }
 
@@ -262,6 +270,7 @@ mod tests {
         assert!(is_follow_up("What about pregnant women?"));
         assert!(is_follow_up("Is it safe?"));
         assert!(is_follow_up("side effects?"));
+        assert!(!is_follow_up("What is MERS?"), "a short question of its own");
         assert!(!is_follow_up("What is the recommended dose of amoxicillin for adults?"));
         assert!(!is_follow_up("How long is the incubation period of MERS coronavirus?"));
     }
