@@ -217,6 +217,13 @@ pub async fn fit(
             Some(n) => (n, true),
             None => (estimate(&messages), false),
         };
+        if included.is_empty() {
+            // Never a prompt without sources: the answer would cite nothing.
+            return Err(BackendError::invalid(
+                "prompt",
+                format!("no source fits the prompt budget of {limit} tokens (question and instructions take {tokens})"),
+            ));
+        }
         if tokens <= limit {
             return Ok(Prompt {
                 messages,
@@ -227,10 +234,7 @@ pub async fn fit(
             });
         }
         let Some(last) = included.last_mut() else {
-            return Err(BackendError::invalid(
-                "prompt",
-                format!("the question alone takes {tokens} tokens; the model's prompt budget is {limit}"),
-            ));
+            break;
         };
         let chars: usize = messages.iter().map(|m| m.content.len()).sum();
         let per_token = chars as f64 / tokens.max(1) as f64;
