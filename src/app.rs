@@ -27,6 +27,10 @@ pub struct Components {
     pub keywords: Arc<TantivyIndex>,
     pub ingestor: Arc<Ingestor>,
     pub searcher: Searcher,
+    /// The one cross-encoder, loaded on first use (or with the searcher
+    /// when `retrieval.rerank` is on) and shared by reranking, the evidence
+    /// judge and the citation check.
+    reranker: tokio::sync::OnceCell<Arc<dyn docent_core::Reranker>>,
 }
 
 impl Components {
@@ -101,8 +105,11 @@ impl Components {
                 rerank_top_n: r.rerank_top_n,
             },
         );
+        let reranker = tokio::sync::OnceCell::new();
         if r.rerank {
-            searcher = searcher.with_reranker(Self::load_reranker(cfg).await?);
+            let loaded = Self::load_reranker(cfg).await?;
+            searcher = searcher.with_reranker(Arc::clone(&loaded));
+            let _ = reranker.set(loaded);
         }
         Ok(Self {
             cfg: cfg.clone(),
@@ -112,11 +119,19 @@ impl Components {
             keywords,
             ingestor,
             searcher,
+            reranker,
         })
     }
 
+    /// The shared cross-encoder (loaded once, on first use).
+    pub async fn reranker(&self) -> anyhow::Result<Arc<dyn docent_core::Reranker>> {
+        Ok(Arc::clone(
+            self.reranker.get_or_try_init(|| Self::load_reranker(&self.cfg)).await?,
+        ))
+    }
+
     /// Loads the cross-encoder from `models.reranker_dir`.
-    pub async fn load_reranker(cfg: &Config) -> anyhow::Result<Arc<dyn docent_core::Reranker>> {
+    async fn load_reranker(cfg: &Config) -> anyhow::Result<Arc<dyn docent_core::Reranker>> {
         let paths = RerankerPaths {
             model_dir: cfg.reranker_dir(),
             onnxruntime_lib: cfg.onnxruntime_lib(),
@@ -197,18 +212,14 @@ impl Components {
     }
 
     /// The cross-encoder that judges evidence before answering
-    /// (`generation.evidence = "cross-encoder"`), shared with retrieval's
-    /// when that is loaded.
+    /// (`generation.evidence = "cross-encoder"`): the shared one.
     pub async fn evidence_reranker(&self) -> anyhow::Result<Option<Arc<dyn docent_core::Reranker>>> {
         if self.cfg.generation.evidence != "cross-encoder" {
             return Ok(None);
         }
-        Ok(Some(match self.searcher.reranker() {
-            Some(r) => Arc::clone(r),
-            None => Self::load_reranker(&self.cfg)
-                .await
-                .context("generation.evidence = \"cross-encoder\" needs the reranker")?,
-        }))
+        Ok(Some(self.reranker().await.context(
+            "generation.evidence = \"cross-encoder\" needs the reranker",
+        )?))
     }
 
     /// What scores semantic support in the citation check
@@ -231,13 +242,9 @@ impl Components {
                 })),
                 None => Some(embedding()),
             },
-            _ => {
-                let reranker = match self.searcher.reranker() {
-                    Some(r) => Arc::clone(r),
-                    None => Self::load_reranker(&self.cfg).await?,
-                };
-                Some(Arc::new(RerankSupport { reranker }))
-            }
+            _ => Some(Arc::new(RerankSupport {
+                reranker: self.reranker().await?,
+            })),
         })
     }
 

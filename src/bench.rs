@@ -281,14 +281,7 @@ async fn build(
     show: bool,
 ) -> anyhow::Result<(f64, f64)> {
     let started = Instant::now();
-    let bar = indicatif::ProgressBar::new(corpus.len() as u64);
-    if !show {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = crate::eval::progress_bar(corpus.len(), show);
     // 1. Real embeddings of every base text.
     bar.set_message("embedding base passages");
     let texts: Vec<String> = corpus

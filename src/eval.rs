@@ -105,6 +105,20 @@ pub fn mrr_at(ranked: &[String], rels: &HashMap<String, u32>, k: usize) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A progress bar on stderr (hidden when `show` is false, e.g. for --json
+/// or a non-terminal), shared by the eval and bench commands.
+pub(crate) fn progress_bar(len: usize, show: bool) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len as u64);
+    if !show {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -195,14 +209,7 @@ pub async fn load_corpus(c: &Components, dir: &Path, collection: &str, show: boo
         return Ok(None);
     }
     let docs: Vec<CorpusDoc> = read_jsonl(&dir.join("corpus.jsonl"))?;
-    let bar = indicatif::ProgressBar::new(docs.len() as u64);
-    if !show {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(docs.len(), show);
     bar.set_message("ingesting corpus");
     let started = Instant::now();
     for batch in docs.chunks(128) {
@@ -318,10 +325,7 @@ pub async fn evaluate(
     } else {
         fusion_label(configured)
     };
-    let bar = indicatif::ProgressBar::new((runs.len() * queries.len()) as u64);
-    if !show {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
+    let bar = progress_bar(runs.len() * queries.len(), show);
     let mut modes = Vec::new();
     for (label, plan) in runs {
         bar.set_message(label.clone());
@@ -1126,7 +1130,7 @@ pub async fn answers(
         generate,
         show_progress,
     } = opts;
-    use docent_generate::answer::{abstains, answer};
+    use docent_generate::answer::{abstains, generate_checked, prepare, semantic_scores};
     use docent_generate::citations::{check, CheckConfig};
     let articles = load_squad_half(c, file, collection).await?;
     let filter = eval_filter(c, collection);
@@ -1157,14 +1161,7 @@ pub async fn answers(
         .take(per_class)
         .collect();
 
-    let bar = indicatif::ProgressBar::new((answerable.len() + unanswerable.len()) as u64);
-    if !show_progress {
-        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} (eta {eta})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(answerable.len() + unanswerable.len(), show_progress);
     bar.set_message("held-out questions");
     let mut un_abstained = 0usize;
     for q in &unanswerable {
@@ -1207,18 +1204,10 @@ pub async fn answers(
             .search_for_answer(q, &filter, c.cfg.retrieval.answer_k, judge)
             .await?;
         bar.inc(1);
-        if abstains(&hits, &cfg) {
+        let Some(prompt) = prepare(chat, q, &hits, &cfg).await? else {
             ans_abstained += 1;
             continue;
-        }
-        // The prompt's sources, as `answer` will fit them.
-        let budget = docent_generate::prompt::PromptBudget {
-            max_prompt_tokens: cfg.max_prompt_tokens,
-            max_tokens: cfg.params.max_tokens as usize,
-            withhold_directives: cfg.withhold_directives,
         };
-        let candidates = docent_generate::answer::sources_from_hits(&hits, cfg.sources);
-        let prompt = docent_generate::prompt::fit(chat, q, &candidates, budget).await?;
         passed += 1;
         let gold_flags: Vec<bool> = prompt
             .sources
@@ -1245,18 +1234,7 @@ pub async fn answers(
             None,
         );
         let semantic = match &support {
-            Some(m) => {
-                let m = Arc::clone(m);
-                let claims = docent_generate::citations::claims(&format!("{claim}."));
-                let passages: Vec<String> = prompt
-                    .sources
-                    .iter()
-                    .map(|s| format!("{}. {}", s.title, s.text))
-                    .collect();
-                let c = claims.clone();
-                let rows = tokio::task::spawn_blocking(move || m.score(&c, &passages)).await??;
-                Some(claims.into_iter().zip(rows).collect())
-            }
+            Some(m) => semantic_scores(Arc::clone(m), &format!("{claim}."), &prompt.sources).await,
             None => None,
         };
         probe(
@@ -1270,7 +1248,7 @@ pub async fn answers(
         if !generate {
             continue;
         }
-        let a = answer(chat, support.clone(), q, &hits, &cfg, &mut Quiet).await?;
+        let a = generate_checked(chat, support.clone(), prompt, &cfg, &mut Quiet).await?;
         support_name = support_name.or(a.support_model.clone());
         let text: String = a
             .checked

@@ -338,10 +338,10 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                 },
         } => {
             let c = Components::build(&cfg).await?;
-            let reranker = match c.searcher.reranker() {
-                Some(r) => Some(Arc::clone(r)),
-                None if cfg.reranker_dir().join("model.onnx").is_file() => Some(Components::load_reranker(&cfg).await?),
-                None => None,
+            let reranker = if cfg.reranker_dir().join("model.onnx").is_file() {
+                Some(c.reranker().await?)
+            } else {
+                None
             };
             let r = docent::eval::abstention(&c, reranker, &dataset, &collection, max_questions).await?;
             println!("{}", serde_json::to_string_pretty(&r)?);
@@ -396,10 +396,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             let reranker = if no_rerank || !cfg.reranker_dir().join("model.onnx").is_file() {
                 c.searcher.reranker().cloned()
             } else {
-                match c.searcher.reranker() {
-                    Some(r) => Some(std::sync::Arc::clone(r)),
-                    None => Some(Components::load_reranker(&cfg).await?),
-                }
+                Some(c.reranker().await?)
             };
             let name = dataset
                 .file_name()
@@ -542,7 +539,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let chat = c.chat_model().await?;
     let support = c.support_model().await?;
     let evidence = c.evidence_reranker().await?;
-    let models = model_provenance(&cfg).context("reading model provenance")?;
     // A crash can leave index entries SQL does not know, or miss some.
     c.repair().await.context("repairing the indexes from SQL")?;
     let queue = IngestQueue::start(Arc::clone(&c.ingestor), cfg.ingest.workers, cfg.ingest.queue_capacity);
@@ -572,7 +568,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             evidence_rerank_n: cfg.generation.evidence_rerank_n,
             rewrite: docent_generate::rewrite::RewriteMode::parse(&cfg.generation.rewrite)
                 .unwrap_or(docent_generate::rewrite::RewriteMode::Merge),
-            models,
+        },
+        provenance: {
+            let cfg = cfg.clone();
+            docent_web::ModelProvenance::new(move || model_provenance(&cfg).map_err(|e| format!("{e:#}")))
         },
         metrics: docent_web::metrics::Metrics::new().context("creating the metrics registry")?,
     };

@@ -5,7 +5,7 @@
 //! tokens to a sink and checks the citations of the finished text.
 
 use crate::citations::{check_scored, claims, CheckConfig, CheckedAnswer, SemanticScores, SupportModel};
-use crate::prompt::{fit, PromptBudget, Source};
+use crate::prompt::{fit, Prompt, PromptBudget, Source};
 use docent_core::{BackendError, BackendResult, ChatModel, GenParams, GenUsage, SearchHit, TokenSink};
 use serde::Serialize;
 use std::sync::Arc;
@@ -117,6 +117,32 @@ pub fn sources_from_hits(hits: &[SearchHit], n: usize) -> Vec<Source> {
         .collect()
 }
 
+impl AnswerConfig {
+    /// What the prompt may take.
+    pub fn budget(&self) -> PromptBudget {
+        PromptBudget {
+            max_prompt_tokens: self.max_prompt_tokens,
+            max_tokens: self.params.max_tokens as usize,
+            withhold_directives: self.withhold_directives,
+        }
+    }
+}
+
+/// The prompt `answer` sends for these hits, or `None` when the evidence is
+/// below the floor (no model call at all).
+pub async fn prepare(
+    model: &dyn ChatModel,
+    question: &str,
+    hits: &[SearchHit],
+    cfg: &AnswerConfig,
+) -> BackendResult<Option<Prompt>> {
+    if abstains(hits, cfg) {
+        return Ok(None);
+    }
+    let candidates = sources_from_hits(hits, cfg.sources);
+    Ok(Some(fit(model, question, &candidates, cfg.budget()).await?))
+}
+
 /// Answers from `hits` (already filtered for the caller). Abstains without
 /// calling the model when the evidence is below the floor. With `support`,
 /// citations are checked by lexical plus semantic support.
@@ -128,35 +154,37 @@ pub async fn answer(
     cfg: &AnswerConfig,
     sink: &mut (dyn TokenSink + Send),
 ) -> BackendResult<Answer> {
-    let candidates = if abstains(hits, cfg) {
-        Vec::new()
-    } else {
-        sources_from_hits(hits, cfg.sources)
-    };
-    if candidates.is_empty() {
-        sink.token(ABSTAIN_TEXT);
-        return Ok(Answer {
-            text: ABSTAIN_TEXT.to_owned(),
-            checked: CheckedAnswer {
-                sentences: Vec::new(),
-                citations: Vec::new(),
-            },
-            abstained: true,
-            usage: GenUsage::default(),
-            model: model.name(),
-            prompt_tokens: 0,
-            prompt_measured: false,
-            withheld: Vec::new(),
-            support_model: None,
-            sources: Vec::new(),
-        });
+    match prepare(model, question, hits, cfg).await? {
+        Some(prompt) => generate_checked(model, support, prompt, cfg, sink).await,
+        None => {
+            sink.token(ABSTAIN_TEXT);
+            Ok(Answer {
+                text: ABSTAIN_TEXT.to_owned(),
+                checked: CheckedAnswer {
+                    sentences: Vec::new(),
+                    citations: Vec::new(),
+                },
+                abstained: true,
+                usage: GenUsage::default(),
+                model: model.name(),
+                prompt_tokens: 0,
+                prompt_measured: false,
+                withheld: Vec::new(),
+                support_model: None,
+                sources: Vec::new(),
+            })
+        }
     }
-    let budget = PromptBudget {
-        max_prompt_tokens: cfg.max_prompt_tokens,
-        max_tokens: cfg.params.max_tokens as usize,
-        withhold_directives: cfg.withhold_directives,
-    };
-    let prompt = fit(model, question, &candidates, budget).await?;
+}
+
+/// Generates from a prepared prompt and checks the citations.
+pub async fn generate_checked(
+    model: &dyn ChatModel,
+    support: Option<Arc<dyn SupportModel>>,
+    prompt: Prompt,
+    cfg: &AnswerConfig,
+    sink: &mut (dyn TokenSink + Send),
+) -> BackendResult<Answer> {
     let (text, usage) = model.generate(prompt.messages, cfg.params.clone(), sink).await?;
     // Small models copy source text, the withheld marker included; it is
     // not part of the answer.
@@ -186,7 +214,7 @@ pub async fn answer(
 
 /// Scores every claim of `text` against every source, off the async
 /// workers. A scoring failure degrades to the lexical check (logged).
-async fn semantic_scores(model: Arc<dyn SupportModel>, text: &str, sources: &[Source]) -> Option<SemanticScores> {
+pub async fn semantic_scores(model: Arc<dyn SupportModel>, text: &str, sources: &[Source]) -> Option<SemanticScores> {
     let claims = claims(text);
     if claims.is_empty() {
         return None;

@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod routes;
 pub mod state;
 
-pub use state::{AppState, WebConfig};
+pub use state::{AppState, ModelProvenance, WebConfig};
 
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;

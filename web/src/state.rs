@@ -21,9 +21,41 @@ pub struct WebConfig {
     pub evidence_rerank_n: usize,
     /// How follow-up questions are made standalone.
     pub rewrite: docent_generate::rewrite::RewriteMode,
-    /// Provenance of each model (file, size, sha256, architecture,
-    /// quantization, license), shown by `GET /v1/models`.
-    pub models: Vec<serde_json::Value>,
+}
+
+type ProvenanceFn = dyn Fn() -> Result<Vec<serde_json::Value>, String> + Send + Sync;
+
+/// Provenance of each model (file, size, sha256, architecture,
+/// quantization, license), shown by `GET /v1/models`. Hashing multi-GB
+/// weights takes seconds, so it runs on first request, off the async
+/// workers, and is kept.
+pub struct ModelProvenance {
+    read: Arc<ProvenanceFn>,
+    cell: tokio::sync::OnceCell<Vec<serde_json::Value>>,
+}
+
+impl ModelProvenance {
+    pub fn new(read: impl Fn() -> Result<Vec<serde_json::Value>, String> + Send + Sync + 'static) -> Self {
+        Self {
+            read: Arc::new(read),
+            cell: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub async fn get(&self) -> crate::error::ApiResult<&[serde_json::Value]> {
+        let v = self
+            .cell
+            .get_or_try_init(|| async {
+                let read = Arc::clone(&self.read);
+                tokio::task::spawn_blocking(move || read())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r)
+                    .map_err(crate::error::ApiError::Unavailable)
+            })
+            .await?;
+        Ok(v)
+    }
 }
 
 pub struct AppState {
@@ -38,6 +70,7 @@ pub struct AppState {
     /// Scores semantic support in the citation check (none: lexical only).
     pub support: Option<Arc<dyn docent_generate::citations::SupportModel>>,
     pub cfg: WebConfig,
+    pub provenance: ModelProvenance,
     pub metrics: crate::metrics::Metrics,
 }
 

@@ -212,11 +212,10 @@ pub async fn chat_completions(
 /// The served models. Besides the OpenAI fields, each entry carries its
 /// provenance (file, size, sha256, architecture, quantization, license)
 /// under `docent`, for an SBOM.
-pub async fn models(state: web::Data<AppState>) -> HttpResponse {
+pub async fn models(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    let models = state.provenance.get().await?;
     let provenance = |role: &str| {
-        state
-            .cfg
-            .models
+        models
             .iter()
             .find(|m| m.get("role").and_then(|r| r.as_str()) == Some(role))
             .cloned()
@@ -229,7 +228,7 @@ pub async fn models(state: web::Data<AppState>) -> HttpResponse {
     if let Some(r) = state.searcher.reranker().or(state.evidence.as_ref()) {
         data.push(json!({"id": r.model_id(), "object": "model", "created": 0, "owned_by": "docent", "docent": provenance("reranker")}));
     }
-    HttpResponse::Ok().json(json!({"object": "list", "data": data}))
+    Ok(HttpResponse::Ok().json(json!({"object": "list", "data": data})))
 }
 
 #[derive(Debug, Deserialize)]
