@@ -13,6 +13,19 @@ echo "== models"
 scripts/fetch-models.sh models
 export DOCENT_TEST_MODELS="$PWD/models"
 
+echo "== shared test data"
+# The PDF corpus sits beside the checkout (../shared) on a developer
+# machine; a clone made elsewhere (a temp dir) finds the machine's copy.
+if [ -z "${DOCENT_TEST_PDFS:-}" ]; then
+    for c in "$PWD/../shared/data/pdfs" /work/shared/data/pdfs; do
+        if [ -d "$c" ]; then
+            export DOCENT_TEST_PDFS="$c"
+            break
+        fi
+    done
+fi
+echo "PDF corpus: ${DOCENT_TEST_PDFS:-not found (tests/pdf_corpus.rs will say where it looked)}"
+
 echo "== postgres"
 scripts/ensure-postgres.sh || echo "warning: PostgreSQL is not available; PostgreSQL tests will fail"
 
