@@ -14,6 +14,7 @@ pub mod embed;
 pub mod error;
 pub mod fusion;
 pub mod keyword;
+pub mod qdrant_server;
 pub mod rerank;
 pub mod search;
 pub mod vector;
