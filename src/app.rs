@@ -12,6 +12,7 @@ use docent_ingest::chunk::ChunkConfig;
 use docent_ingest::pipeline::{IngestConfig, Ingestor};
 use docent_retrieve::embed::{EmbedderOptions, EmbedderPaths, FastEmbedder, HfTokenCounter};
 use docent_retrieve::keyword::TantivyIndex;
+use docent_retrieve::qdrant_server::ServerVectorIndex;
 use docent_retrieve::rerank::{FastReranker, RerankerPaths};
 use docent_retrieve::search::{SearchConfig, Searcher};
 use docent_retrieve::vector::{EdgeVectorIndex, VectorSettings};
@@ -23,7 +24,10 @@ pub struct Components {
     pub cfg: Config,
     pub store: Store,
     pub embedder: Arc<dyn Embedder>,
-    pub vectors: Arc<EdgeVectorIndex>,
+    /// qdrant-edge in the data dir, or a Qdrant server shared by replicas.
+    pub vectors: Arc<dyn VectorIndex>,
+    /// True when `vectors` is a Qdrant server (shared by every replica).
+    pub shared_vectors: bool,
     pub keywords: Arc<TantivyIndex>,
     pub ingestor: Arc<Ingestor>,
     pub searcher: Searcher,
@@ -37,9 +41,7 @@ impl Components {
     pub async fn build(cfg: &Config) -> anyhow::Result<Self> {
         let data = &cfg.storage.data_dir;
         std::fs::create_dir_all(data).with_context(|| format!("creating data dir {}", data.display()))?;
-        let store = Store::connect(&cfg.database_url())
-            .await
-            .with_context(|| "opening the SQL store")?;
+        let store = connect_store(cfg).await?;
         let threads = match cfg.models.embed_threads {
             0 => cfg.compute_threads(),
             n => n,
@@ -69,35 +71,37 @@ impl Components {
             oversampling: cfg.retrieval.oversampling,
             indexing_threshold_kb: Some(cfg.retrieval.indexing_threshold_kb).filter(|kb| *kb > 0),
         };
-        let vectors = Arc::new(
-            EdgeVectorIndex::open(&data.join("vectors"), embedder.dim(), hnsw).context("opening the vector index")?,
-        );
+        let (vectors, shared_vectors) = open_vectors(cfg, embedder.dim(), hnsw).await?;
         let r = &cfg.retrieval;
         let keywords = Arc::new(
             TantivyIndex::open(&data.join("bm25"))
                 .context("opening the keyword index")?
                 .with_boosts(r.title_boost, r.heading_boost, r.body_boost),
         );
-        let ingestor = Arc::new(Ingestor::new(
-            store.clone(),
-            Arc::clone(&embedder),
-            counter,
-            vectors.clone() as Arc<dyn VectorIndex>,
-            keywords.clone() as Arc<dyn KeywordIndex>,
-            data.join("blobs"),
-            IngestConfig {
-                chunk: ChunkConfig {
-                    max_tokens: cfg.ingest.chunk_tokens,
-                    overlap_tokens: cfg.ingest.overlap_tokens,
+        let ingestor = Arc::new(
+            Ingestor::new(
+                store.clone(),
+                Arc::clone(&embedder),
+                counter,
+                Arc::clone(&vectors),
+                keywords.clone() as Arc<dyn KeywordIndex>,
+                cfg.blob_dir(),
+                IngestConfig {
+                    chunk: ChunkConfig {
+                        max_tokens: cfg.ingest.chunk_tokens,
+                        overlap_tokens: cfg.ingest.overlap_tokens,
+                    },
+                    embed_batch: cfg.ingest.embed_batch,
+                    limits: cfg.extract_limits(),
                 },
-                embed_batch: cfg.ingest.embed_batch,
-                limits: cfg.extract_limits(),
-            },
-        )?);
+            )?
+            .with_replica(replica_id(cfg)?, cfg.ingest.lease_secs)
+            .shared_vectors(shared_vectors),
+        );
         let mut searcher = Searcher::new(
             store.clone(),
             Arc::clone(&embedder),
-            vectors.clone() as Arc<dyn VectorIndex>,
+            Arc::clone(&vectors),
             keywords.clone() as Arc<dyn KeywordIndex>,
             SearchConfig {
                 candidates: r.candidates,
@@ -116,6 +120,7 @@ impl Components {
             store,
             embedder,
             vectors,
+            shared_vectors,
             keywords,
             ingestor,
             searcher,
@@ -250,20 +255,8 @@ impl Components {
 
     /// Embeds SQL chunk rows and writes them to both indexes.
     async fn index_rows(&self, rows: &[docent_store::ChunkWithAccess]) -> anyhow::Result<()> {
-        let indexed: Vec<docent_core::IndexedChunk> = rows
-            .iter()
-            .map(|r| docent_core::IndexedChunk {
-                chunk_id: r.chunk.id,
-                doc_id: r.chunk.doc_id,
-                collection: r.collection.clone(),
-                access: r.access.clone(),
-                tags: r.tags.clone(),
-                date: r.date,
-                title: r.title.clone(),
-                heading: r.chunk.heading_path.join(" > "),
-                text: r.chunk.text.clone(),
-            })
-            .collect();
+        let indexed: Vec<docent_core::IndexedChunk> =
+            rows.iter().map(docent_store::ChunkWithAccess::to_indexed).collect();
         let texts: Vec<String> = indexed.iter().map(|c| c.text.clone()).collect();
         let embedder = Arc::clone(&self.embedder);
         let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts)).await??;
@@ -286,21 +279,26 @@ impl Components {
             progress(done, total);
         }
         self.vectors.flush()?;
-        self.vectors.optimize()?;
+        self.vectors.maintain()?;
         Ok(done)
     }
 
     /// Makes both indexes agree with SQL: removes entries that are not chunks
-    /// of ready documents (left by a crash between SQL and index writes,
-    /// since qdrant-edge does not replay its WAL) and indexes ready chunks
-    /// that are missing. Run at startup, before any job runs.
+    /// of live documents (left by a crash between SQL and index writes,
+    /// since qdrant-edge does not replay its WAL, or by a failed ingest) and
+    /// indexes ready chunks that are missing. Run at startup, before this
+    /// replica's workers and change-log follower start.
     pub async fn repair(&self) -> anyhow::Result<Repair> {
         use std::collections::HashSet;
+        // Entries of documents mid-ingest stay: with replicas, another
+        // process may be indexing them right now (search never serves them
+        // before they are ready).
+        let live: HashSet<uuid::Uuid> = self.store.live_chunk_ids().await?.into_iter().collect();
         let ready: HashSet<uuid::Uuid> = self.store.ready_chunk_ids().await?.into_iter().collect();
         let vec_ids: HashSet<uuid::Uuid> = self.vectors.chunk_ids()?.into_iter().collect();
         let kw_ids: HashSet<uuid::Uuid> = self.keywords.chunk_ids()?.into_iter().collect();
-        let vec_orphans: Vec<_> = vec_ids.difference(&ready).copied().collect();
-        let kw_orphans: Vec<_> = kw_ids.difference(&ready).copied().collect();
+        let vec_orphans: Vec<_> = vec_ids.difference(&live).copied().collect();
+        let kw_orphans: Vec<_> = kw_ids.difference(&live).copied().collect();
         if !vec_orphans.is_empty() {
             self.vectors.delete_chunks(&vec_orphans)?;
         }
@@ -351,6 +349,69 @@ impl Components {
             orphans_in_vectors: vec.difference(&sql).count(),
             orphans_in_keywords: kw.difference(&sql).count(),
         })
+    }
+}
+
+/// Opens the SQL store within `storage.connect_timeout_secs`, with a message
+/// that names the (password-redacted) URL when it cannot.
+async fn connect_store(cfg: &Config) -> anyhow::Result<Store> {
+    let url = cfg.database_url();
+    let secs = cfg.storage.connect_timeout_secs;
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), Store::connect(&url)).await {
+        Ok(Ok(store)) => Ok(store),
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context(format!(
+            "cannot open the SQL store at {} (storage.database_url)",
+            crate::config::redact_url(&url)
+        ))),
+        Err(_) => anyhow::bail!(
+            "the SQL store at {} did not answer within {secs} s (storage.database_url; is the server running and reachable?)",
+            crate::config::redact_url(&url)
+        ),
+    }
+}
+
+/// The embedded qdrant-edge index, or the Qdrant server in
+/// `storage.qdrant_url` (then shared by every replica).
+async fn open_vectors(cfg: &Config, dim: usize, hnsw: VectorSettings) -> anyhow::Result<(Arc<dyn VectorIndex>, bool)> {
+    let st = &cfg.storage;
+    let Some(url) = st.qdrant_url.clone() else {
+        let path = st.data_dir.join("vectors");
+        let edge = EdgeVectorIndex::open(&path, dim, hnsw).context("opening the vector index")?;
+        return Ok((Arc::new(edge), false));
+    };
+    let api_key = match &st.qdrant_api_key_env {
+        Some(var) => Some(
+            std::env::var(var).with_context(|| format!("storage.qdrant_api_key_env names {var}, which is not set"))?,
+        ),
+        None => None,
+    };
+    let collection = st.qdrant_collection.clone();
+    let secs = st.connect_timeout_secs;
+    let u = url.clone();
+    let connect = tokio::task::spawn_blocking(move || ServerVectorIndex::connect(&u, &collection, dim, hnsw, api_key));
+    let server = match tokio::time::timeout(std::time::Duration::from_secs(secs), connect).await {
+        Ok(joined) => joined
+            .context("qdrant connect task")?
+            .with_context(|| format!("cannot use the Qdrant server at {url} (storage.qdrant_url)"))?,
+        Err(_) => anyhow::bail!("the Qdrant server at {url} did not answer within {secs} s (storage.qdrant_url)"),
+    };
+    Ok((Arc::new(server), true))
+}
+
+/// `server.replica_id`, else a stable id kept in the data dir.
+fn replica_id(cfg: &Config) -> anyhow::Result<String> {
+    if !cfg.server.replica_id.trim().is_empty() {
+        return Ok(cfg.server.replica_id.trim().to_owned());
+    }
+    let path = cfg.storage.data_dir.join("replica_id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
+        _ => {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "replica".to_owned());
+            let id = format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 
 use crate::app::Components;
 use crate::eval::{read_jsonl, CorpusDoc, Query};
-use docent_core::{now_rfc3339, AccessFilter, Chunk, DocStatus, Document, IndexedChunk, SourceKind, VectorIndex};
+use docent_core::{now_rfc3339, AccessFilter, Chunk, DocStatus, Document, IndexedChunk, SourceKind};
 use docent_retrieve::search::{Mode, Plan};
 use serde::Serialize;
 use std::path::Path;
@@ -377,7 +377,7 @@ async fn build(
     }
     bar.set_message("building HNSW");
     c.vectors.flush()?;
-    c.vectors.optimize()?;
+    c.vectors.maintain()?;
     bar.finish_and_clear();
     Ok((started.elapsed().as_secs_f64(), embed_seconds))
 }

@@ -26,6 +26,13 @@ pub struct Server {
     pub workers: usize,
     pub max_upload_mb: usize,
     pub max_json_kb: usize,
+    /// On SIGTERM/SIGINT: seconds to let in-flight requests and ingest jobs
+    /// finish before unfinished jobs are handed back to other replicas.
+    pub shutdown_grace_secs: u64,
+    /// This process's name in job claims. Empty: a stable id kept in
+    /// `<data_dir>/replica_id` (so a restarted replica takes back its own
+    /// interrupted jobs at once).
+    pub replica_id: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +42,20 @@ pub struct Storage {
     pub data_dir: PathBuf,
     /// Defaults to `sqlite://<data_dir>/docent.db`; `postgres://...` for production.
     pub database_url: Option<String>,
+    /// Uploaded originals. Defaults to `<data_dir>/blobs`. Replicas sharing
+    /// one database must share this directory too (a shared volume).
+    pub blob_dir: Option<PathBuf>,
+    /// A Qdrant server or cluster (gRPC, e.g. `http://qdrant:6334`) instead
+    /// of the embedded qdrant-edge index; shared by all replicas.
+    pub qdrant_url: Option<String>,
+    pub qdrant_collection: String,
+    /// Environment variable holding the Qdrant API key, if any.
+    pub qdrant_api_key_env: Option<String>,
+    /// Seconds allowed to reach PostgreSQL / Qdrant at startup.
+    pub connect_timeout_secs: u64,
+    /// How often (ms) this replica applies the SQL change log to its own
+    /// indexes (what other replicas ingested or deleted).
+    pub follow_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +91,11 @@ pub struct Ingest {
     /// "auto": OCR scanned pages and images with tesseract when installed;
     /// "off": never (such pages are reported as `needs_ocr`).
     pub ocr: String,
+    /// Seconds a claimed job stays this replica's without a heartbeat; a
+    /// replica that dies loses its jobs to the others after this.
+    pub lease_secs: u64,
+    /// How often (ms) idle workers look for jobs queued by other replicas.
+    pub poll_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +216,8 @@ impl Default for Server {
             workers: 2,
             max_upload_mb: 64,
             max_json_kb: 256,
+            shutdown_grace_secs: 20,
+            replica_id: String::new(),
         }
     }
 }
@@ -199,6 +227,12 @@ impl Default for Storage {
         Self {
             data_dir: PathBuf::from("data"),
             database_url: None,
+            blob_dir: None,
+            qdrant_url: None,
+            qdrant_collection: "docent_chunks".into(),
+            qdrant_api_key_env: None,
+            connect_timeout_secs: 10,
+            follow_interval_ms: 500,
         }
     }
 }
@@ -231,6 +265,8 @@ impl Default for Ingest {
             max_pages: 5000,
             max_unzipped_mb: 256,
             ocr: "auto".into(),
+            lease_secs: 60,
+            poll_ms: 500,
         }
     }
 }
@@ -406,13 +442,69 @@ impl Config {
         if self.access.default_labels.is_empty() {
             return bad("access.default_labels must name at least one label");
         }
-        if let Some(url) = &self.storage.database_url {
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:")) {
-                return bad("storage.database_url must start with sqlite:, postgres: or postgresql:");
-            }
-        }
+        self.validate_storage()?;
         self.validate_upstream()?;
         Ok(())
+    }
+
+    /// Database and vector-store URLs, the replication knobs.
+    fn validate_storage(&self) -> Result<(), ConfigError> {
+        let st = &self.storage;
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(url) = &st.database_url {
+            let scheme_ok =
+                url.starts_with("sqlite:") || url.starts_with("postgres:") || url.starts_with("postgresql:");
+            if !scheme_ok {
+                return invalid(format!(
+                    "storage.database_url must start with sqlite:, postgres: or postgresql:, not {:?}",
+                    redact_url(url)
+                ));
+            }
+            if !url.starts_with("sqlite:") {
+                if let Err(e) = url::Url::parse(url) {
+                    return invalid(format!(
+                        "storage.database_url {:?} is not a valid URL: {e}",
+                        redact_url(url)
+                    ));
+                }
+            }
+        }
+        if let Some(q) = &st.qdrant_url {
+            match url::Url::parse(q) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                Ok(_) => {
+                    return invalid(format!(
+                        "storage.qdrant_url must be an http(s) URL of Qdrant's gRPC port (e.g. http://qdrant:6334), not {q:?}"
+                    ))
+                }
+                Err(e) => return invalid(format!("storage.qdrant_url {q:?} is not a valid URL: {e}")),
+            }
+            if st.qdrant_collection.trim().is_empty() {
+                return invalid("storage.qdrant_collection must not be empty".to_owned());
+            }
+        }
+        if let Some(var) = &st.qdrant_api_key_env {
+            if var.trim().is_empty() || var.contains('=') {
+                return invalid(format!(
+                    "storage.qdrant_api_key_env must name an environment variable, not {var:?}"
+                ));
+            }
+        }
+        if st.connect_timeout_secs == 0 || st.follow_interval_ms == 0 {
+            return invalid("storage.connect_timeout_secs and storage.follow_interval_ms must be positive".to_owned());
+        }
+        if self.ingest.lease_secs < 5 || self.ingest.poll_ms == 0 {
+            return invalid("ingest.lease_secs must be at least 5 and ingest.poll_ms positive".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Where uploaded originals live.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.storage
+            .blob_dir
+            .clone()
+            .unwrap_or_else(|| self.storage.data_dir.join("blobs"))
     }
 
     /// The generation backend settings (the allowlist itself is checked
@@ -545,6 +637,17 @@ fn list_or_comma_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<St
         }
     }
     d.deserialize_any(ListVisitor)
+}
+
+/// A URL with any password replaced, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use crate::app::Components;
 use anyhow::{bail, Context};
-use docent_core::{AccessFilter, VectorIndex};
+use docent_core::AccessFilter;
 use docent_ingest::pipeline::{NewDocument, Submitted};
 use docent_retrieve::fusion::Fusion;
 use docent_retrieve::search::{Mode, Plan};
@@ -252,7 +252,7 @@ pub async fn load_corpus(c: &Components, dir: &Path, collection: &str, show: boo
         bar.inc(batch.len() as u64);
     }
     bar.finish();
-    c.vectors.optimize()?;
+    c.vectors.maintain()?;
     Ok(Some(started.elapsed().as_secs_f64()))
 }
 

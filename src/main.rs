@@ -6,7 +6,9 @@ use clap::{Parser, Subcommand};
 use docent::app::Components;
 use docent::config::Config;
 use docent_core::{AccessFilter, DocStatus, Principal, TokenSink};
-use docent_ingest::pipeline::{IngestQueue, NewDocument, Submitted};
+use docent_ingest::follow::Follower;
+use docent_ingest::pipeline::{NewDocument, Submitted};
+use docent_ingest::queue::{IngestQueue, QueueConfig};
 use docent_retrieve::search::Mode;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -22,8 +24,8 @@ struct Cli {
     /// Configuration file (TOML). Env vars DOCENT__SECTION__KEY override it.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Log as JSON lines.
-    #[arg(long, global = true)]
+    /// Log as JSON lines (one object per event, structured fields kept).
+    #[arg(long, global = true, env = "DOCENT_JSON_LOGS", value_parser = clap::builder::BoolishValueParser::new())]
     json_logs: bool,
     #[command(subcommand)]
     cmd: Cmd,
@@ -96,6 +98,9 @@ enum Cmd {
     },
     /// Rebuild the vector and keyword indexes from SQL.
     Reindex,
+    /// Apply the SQL migrations (serve also does at startup) and report the
+    /// schema version.
+    Migrate,
     /// Model provenance: file, size, sha256, architecture, quantization, license.
     Models {
         #[arg(long)]
@@ -271,6 +276,24 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             search(cfg, &query, k, mode, filter, json).await
         }
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
+        Cmd::Migrate => {
+            let url = cfg.database_url();
+            let store = docent_store::Store::connect(&url)
+                .await
+                .with_context(|| format!("migrating {}", docent::config::redact_url(&url)))?;
+            let applied = store.applied_migrations().await?;
+            println!(
+                "{}: schema at migration {} ({} applied)",
+                docent::config::redact_url(&url),
+                applied
+                    .last()
+                    .map(|(v, d)| format!("{v} {d}"))
+                    .unwrap_or_else(|| "none".to_owned()),
+                applied.len()
+            );
+            store.close().await;
+            Ok(())
+        }
         Cmd::Extract { file, json } => extract_file(&cfg, &file, json),
         Cmd::Models { json } => {
             let list = model_provenance(&cfg)?;
@@ -539,21 +562,41 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let chat = c.chat_model().await?;
     let support = c.support_model().await?;
     let evidence = c.evidence_reranker().await?;
+    let ingestor = Arc::clone(&c.ingestor);
+    // Uploads wait in SQL for any replica's workers.
+    ingestor.set_claim_on_submit(false);
+    let metrics = Arc::new(docent_web::metrics::Metrics::new().context("creating the metrics registry")?);
+    ingestor.set_observer(metrics.clone());
+    // Changes logged from here on are applied by the follower, even those
+    // the repair below already covers (applying is idempotent).
+    let log_start = c.store.last_change_seq().await.context("reading the change log")?;
     // A crash can leave index entries SQL does not know, or miss some.
     c.repair().await.context("repairing the indexes from SQL")?;
-    let queue = IngestQueue::start(Arc::clone(&c.ingestor), cfg.ingest.workers, cfg.ingest.queue_capacity);
-    // Documents a previous process left mid-ingest are run again.
-    for (job_id, doc_id) in c.ingestor.unfinished().await? {
-        tracing::info!(%doc_id, "resuming unfinished ingest");
-        queue.enqueue(job_id, doc_id).await?;
+    let follower = Arc::new(Follower::new(Arc::clone(&ingestor), log_start));
+    let following = Arc::clone(&follower).spawn(std::time::Duration::from_millis(cfg.storage.follow_interval_ms));
+    // Jobs this replica's previous process held are dead: release them now
+    // rather than waiting for their leases; documents without a job get one.
+    let released = c.store.release_claims_of(ingestor.replica()).await?;
+    let created = ingestor.ensure_jobs().await?;
+    if released + created as u64 > 0 {
+        tracing::info!(released, created, "resuming unfinished ingests");
     }
+    let queue = Arc::new(IngestQueue::start(
+        Arc::clone(&ingestor),
+        QueueConfig {
+            workers: cfg.ingest.workers,
+            capacity: cfg.ingest.queue_capacity,
+            poll: std::time::Duration::from_millis(cfg.ingest.poll_ms),
+        },
+    ));
     let listener = std::net::TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
         .with_context(|| format!("binding {}:{}", cfg.server.host, cfg.server.port))?;
     let addr = listener.local_addr()?;
     let state = docent_web::AppState {
         store: c.store.clone(),
-        ingestor: Arc::clone(&c.ingestor),
-        queue,
+        ingestor: Arc::clone(&ingestor),
+        queue: Arc::clone(&queue),
+        follower: Arc::clone(&follower),
         searcher: c.searcher.clone(),
         chat,
         support,
@@ -573,15 +616,67 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             let cfg = cfg.clone();
             docent_web::ModelProvenance::new(move || model_provenance(&cfg).map_err(|e| format!("{e:#}")))
         },
-        metrics: docent_web::metrics::Metrics::new().context("creating the metrics registry")?,
+        metrics,
     };
+    let grace = cfg.server.shutdown_grace_secs;
+    let server = docent_web::server(listener, state, cfg.server.workers, grace)?;
+    let handle = server.handle();
     // Machine-readable for scripts and tests that bind port 0.
     println!("docent listening on http://{addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, "serving");
-    docent_web::serve(listener, state, cfg.server.workers).await?;
-    c.vectors.optimize().ok();
+    tracing::info!(%addr, replica = ingestor.replica(), shared_vectors = c.shared_vectors, "serving");
+    let mut server = tokio::spawn(server);
+    tokio::select! {
+        res = &mut server => {
+            res.context("server task")??;
+        }
+        sig = shutdown_signal() => {
+            tracing::info!(signal = sig, grace_secs = grace, "shutting down: readiness fails, the listener stops, in-flight work drains");
+            // Readiness fails from here (the queue reports stopping), new
+            // uploads get 503; then the listener stops and in-flight
+            // requests get the grace period, while ingest jobs drain.
+            let grace = std::time::Duration::from_secs(grace);
+            let (drained, ()) = tokio::join!(queue.shutdown(grace), handle.stop(true));
+            tracing::info!(finished = drained.finished, handed_back = drained.handed_back, "ingest drained");
+            let _ = server.await;
+        }
+    }
+    following.abort();
+    // Flush the indexes: a clean stop leaves nothing for the next repair.
+    let vectors = Arc::clone(&c.vectors);
+    match tokio::task::spawn_blocking(move || vectors.flush().and_then(|()| vectors.maintain())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "flushing the vector index failed"),
+        Err(e) => tracing::warn!(error = %e, "flushing the vector index panicked"),
+    }
+    c.store.close().await;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGTERM (orchestrators) or SIGINT (Ctrl-C); returns which.
+async fn shutdown_signal() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = term => "SIGTERM",
+        r = tokio::signal::ctrl_c() => {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "cannot listen for SIGINT");
+                std::future::pending::<()>().await;
+            }
+            "SIGINT"
+        }
+    }
 }
 
 fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
@@ -730,6 +825,9 @@ async fn ingest(
         parse_bound(d, false)?;
     }
     let c = Components::build(&cfg).await?;
+    // The CLI runs what it submits: its jobs are claimed at submission and
+    // kept by a heartbeat, so no server replica on the database takes them.
+    let heartbeat = docent_ingest::queue::spawn_heartbeat(Arc::clone(&c.ingestor));
     let paths: Vec<PathBuf> = paths
         .iter()
         .map(|p| std::fs::canonicalize(p).with_context(|| format!("{} does not exist", p.display())))
@@ -804,6 +902,7 @@ async fn ingest(
         bar.inc(1);
     }
     bar.finish_and_clear();
+    heartbeat.abort();
     let elapsed = started.elapsed().as_secs_f64();
     // Files that were ingested from these directories before and are gone now.
     let mut removed = 0usize;

@@ -283,6 +283,12 @@ async fn upload_ask_cite_delete_restart() {
         "docent_generation_duration_seconds_count{endpoint=\"chat\"} 1",
         "docent_time_to_first_token_seconds_count{endpoint=\"completions\"} 2",
         "docent_ingest_queue_depth 0",
+        "docent_ingest_stage_duration_seconds_count{stage=\"extract\"}",
+        "docent_ingest_stage_duration_seconds_count{stage=\"embed\"}",
+        "docent_ingest_stage_duration_seconds_count{stage=\"index\"}",
+        "docent_ingest_documents_total{outcome=\"ready\"}",
+        "docent_change_log_lag",
+        "docent_change_log_applied_seq",
     ] {
         assert!(metrics.contains(series), "missing {series} in\n{metrics}");
     }

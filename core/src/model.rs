@@ -247,6 +247,8 @@ pub struct Job {
     pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The replica that claimed the job (None while it waits).
+    pub worker: Option<String>,
 }
 
 /// A chat message handed to a chat model.

@@ -33,6 +33,8 @@ pub enum IngestError {
     TooLarge(String),
     #[error("the ingest queue is full; retry later")]
     QueueFull,
+    #[error("this replica is shutting down; retry (another replica will take it)")]
+    ShuttingDown,
     #[error("ingestion was interrupted: {0}")]
     Interrupted(String),
     #[error("bad document metadata: {0}")]
@@ -58,6 +60,7 @@ impl IngestError {
             IngestError::Timeout(_) => "timeout",
             IngestError::TooLarge(_) => "too_large",
             IngestError::QueueFull => "queue_full",
+            IngestError::ShuttingDown => "shutting_down",
             IngestError::Interrupted(_) => "interrupted",
             IngestError::BadMetadata(_) => "bad_metadata",
         }

@@ -10,7 +10,11 @@
 //!    from SQL and drops chunks of documents that are not `ready`, so a
 //!    version is never half-visible.
 //! 4. On failure the document goes to `failed` and its chunks are removed
-//!    from both indexes. `resume` re-runs documents a crash left unfinished.
+//!    from both indexes. A job a crash left unfinished is claimed again
+//!    (see [`crate::queue`]) and re-run from the start; every step above
+//!    is idempotent.
+//! 5. The flip to `ready`, deletes and failures are appended to the SQL
+//!    change log, which other replicas follow ([`crate::follow`]).
 
 use crate::chunk::{chunk_blocks, ChunkConfig};
 use crate::error::{IngestError, Result};
@@ -19,7 +23,7 @@ use docent_core::{
     now_rfc3339, Chunk, DocStatus, Document, Embedder, IndexedChunk, Job, KeywordIndex, SourceKind, TokenCounter,
     VectorIndex,
 };
-use docent_store::Store;
+use docent_store::{ChangeOp, Store};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,6 +85,15 @@ impl<F: Fn(Uuid, DocStatus, f32) + Send + Sync> Progress for F {
     }
 }
 
+/// Receives stage timings and outcomes (the server's metrics).
+pub trait IngestObserver: Send + Sync {
+    /// `stage` is "extract" (with chunking), "embed" or "index" (SQL and
+    /// both indexes); one observation per batch of documents.
+    fn stage(&self, stage: &'static str, seconds: f64);
+    /// One document finished, ready or failed.
+    fn outcome(&self, ready: bool);
+}
+
 /// A document extracted and chunked, waiting for embedding.
 struct Prepared {
     job_id: Uuid,
@@ -96,13 +109,27 @@ struct Prepared {
 const MAX_NESTING: usize = 3;
 
 pub struct Ingestor {
-    store: Store,
-    embedder: Arc<dyn Embedder>,
+    pub(crate) store: Store,
+    pub(crate) embedder: Arc<dyn Embedder>,
     counter: Arc<dyn TokenCounter>,
-    vectors: Arc<dyn VectorIndex>,
-    keywords: Arc<dyn KeywordIndex>,
+    pub(crate) vectors: Arc<dyn VectorIndex>,
+    pub(crate) keywords: Arc<dyn KeywordIndex>,
     blob_dir: PathBuf,
     cfg: IngestConfig,
+    /// This process's name in job claims.
+    replica: String,
+    lease_secs: i64,
+    /// Jobs submitted here are claimed at once (the default: the CLI, eval
+    /// and bench run what they submit); `serve` turns it off so that any
+    /// replica's workers may take its uploads.
+    claim_on_submit: std::sync::atomic::AtomicBool,
+    /// Documents this process made ready after writing both of its indexes
+    /// itself: the change-log follower skips their `ready` entries once.
+    pub(crate) applied_locally: std::sync::Mutex<std::collections::HashSet<Uuid>>,
+    /// The vector index is shared by all replicas (a Qdrant server): the
+    /// follower leaves it alone.
+    pub(crate) shared_vectors: bool,
+    observer: std::sync::OnceLock<Arc<dyn IngestObserver>>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -128,11 +155,63 @@ impl Ingestor {
             keywords,
             blob_dir,
             cfg,
+            replica: format!("local-{}", Uuid::new_v4().simple()),
+            lease_secs: 60,
+            claim_on_submit: std::sync::atomic::AtomicBool::new(true),
+            applied_locally: std::sync::Mutex::new(std::collections::HashSet::new()),
+            shared_vectors: false,
+            observer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Names this process in job claims, with the lease its claims get.
+    pub fn with_replica(mut self, replica: impl Into<String>, lease_secs: u64) -> Self {
+        self.replica = replica.into();
+        self.lease_secs = i64::try_from(lease_secs.max(5)).unwrap_or(60);
+        self
+    }
+
+    /// Where stage timings and outcomes go (set once).
+    pub fn set_observer(&self, observer: Arc<dyn IngestObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    fn observe_stage(&self, stage: &'static str, started: std::time::Instant) {
+        if let Some(o) = self.observer.get() {
+            o.stage(stage, started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Whether every replica shares the vector index.
+    pub fn shared_vectors(mut self, yes: bool) -> Self {
+        self.shared_vectors = yes;
+        self
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    pub fn lease_secs(&self) -> i64 {
+        self.lease_secs
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn vector_index(&self) -> Arc<dyn VectorIndex> {
+        Arc::clone(&self.vectors)
+    }
+
+    pub fn keyword_index(&self) -> Arc<dyn KeywordIndex> {
+        Arc::clone(&self.keywords)
+    }
+
+    /// Claim jobs at submission (a process that runs what it submits, like
+    /// the CLI), instead of leaving them to any replica's workers.
+    pub fn set_claim_on_submit(&self, yes: bool) {
+        self.claim_on_submit.store(yes, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn blob_path(&self, hash: &str) -> PathBuf {
@@ -210,9 +289,17 @@ impl Ingestor {
             error: None,
             created_at: now.clone(),
             updated_at: now,
+            worker: None,
         };
         self.store.insert_document(&doc).await?;
-        self.store.insert_job(&job).await?;
+        // Attachments are run by the process that found them.
+        if self.claim_on_submit.load(std::sync::atomic::Ordering::SeqCst) || parent_id.is_some() {
+            self.store
+                .insert_job_claimed(&job, &self.replica, self.lease_secs)
+                .await?;
+        } else {
+            self.store.insert_job(&job).await?;
+        }
         Ok(Submitted::Queued { doc, job })
     }
 
@@ -237,11 +324,15 @@ impl Ingestor {
     async fn run_nested(&self, jobs: &[(Uuid, Uuid)], progress: &dyn Progress, depth: usize) -> Vec<Result<Document>> {
         let mut results: Vec<Option<Result<Document>>> = (0..jobs.len()).map(|_| None).collect();
         let mut prepared: Vec<(usize, Prepared)> = Vec::new();
+        let started = std::time::Instant::now();
         for (i, &(job_id, doc_id)) in jobs.iter().enumerate() {
             match self.prepare(job_id, doc_id, progress).await {
                 Ok(p) => prepared.push((i, p)),
                 Err(e) => results[i] = Some(Err(self.fail(job_id, doc_id, e, progress).await)),
             }
+        }
+        if !jobs.is_empty() {
+            self.observe_stage("extract", started);
         }
         if !prepared.is_empty() {
             match self.embed_and_index(&prepared, progress).await {
@@ -276,10 +367,16 @@ impl Ingestor {
                 Err(e) => warn!(error = %e, "vector index maintenance panicked"),
             }
         }
-        results
+        let results: Vec<Result<Document>> = results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(IngestError::Interrupted("not run".to_owned()))))
-            .collect()
+            .collect();
+        if let Some(o) = self.observer.get() {
+            for r in &results {
+                o.outcome(r.is_ok());
+            }
+        }
+        results
     }
 
     async fn fail(&self, job_id: Uuid, doc_id: Uuid, err: IngestError, progress: &dyn Progress) -> IngestError {
@@ -294,6 +391,10 @@ impl Ingestor {
         }
         if let Err(e) = self.store.set_status(doc_id, DocStatus::Failed, Some(&msg)).await {
             warn!(error = %e, "could not record the failure");
+        }
+        // Other replicas may hold an earlier run's entries for it.
+        if let Err(e) = self.store.log_change(doc_id, ChangeOp::Delete).await {
+            warn!(error = %e, "could not log the failure for other replicas");
         }
         if let Err(e) = self.store.update_job(job_id, DocStatus::Failed, 1.0, Some(&msg)).await {
             warn!(error = %e, "could not record the failure");
@@ -386,6 +487,7 @@ impl Ingestor {
             .flat_map(|(_, p)| p.chunks.iter().map(|c| c.text.clone()))
             .collect();
         let total = texts.len().max(1);
+        let started = std::time::Instant::now();
         let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
         for part in texts.chunks(self.cfg.embed_batch.max(1)) {
             let embedder = Arc::clone(&self.embedder);
@@ -404,6 +506,9 @@ impl Ingestor {
                 self.store.update_job(pr.job_id, DocStatus::Embedding, p, None).await?;
             }
         }
+
+        self.observe_stage("embed", started);
+        let started = std::time::Instant::now();
 
         // The truth first: each document's chunks in one transaction.
         let mut indexed = Vec::with_capacity(texts.len());
@@ -438,12 +543,14 @@ impl Ingestor {
         })
         .await
         .map_err(|e| IngestError::Interrupted(e.to_string()))??;
+        self.observe_stage("index", started);
 
         // Commit point: each version becomes visible and the version it
         // replaces disappears, in one transaction; then the old version's
         // index entries go.
         let mut out = Vec::with_capacity(prepared.len());
         for (_, p) in prepared {
+            lock_set(&self.applied_locally).insert(p.doc.id);
             for (old, hash) in self.store.commit_ready(p.doc.id).await? {
                 info!(doc_id = %p.doc.id, removed = %old, "one version of the source replaces another");
                 self.remove_from_indexes(old).await?;
@@ -554,32 +661,33 @@ impl Ingestor {
         .map_err(|e| IngestError::Interrupted(e.to_string()))?
     }
 
-    /// Jobs a previous process left unfinished, to be run again.
-    pub async fn unfinished(&self) -> Result<Vec<(Uuid, Uuid)>> {
-        let docs = self.store.unfinished_documents().await?;
-        let mut out = Vec::new();
-        for d in docs {
-            let job = self.store.latest_job(d.id).await?;
-            match job {
-                Some(j) => out.push((j.id, d.id)),
-                None => {
-                    let now = now_rfc3339();
-                    let j = Job {
-                        id: Uuid::now_v7(),
-                        doc_id: d.id,
-                        status: DocStatus::Queued,
-                        progress: 0.0,
-                        error: None,
-                        created_at: now.clone(),
-                        updated_at: now,
-                    };
-                    self.store.insert_job(&j).await?;
-                    out.push((j.id, d.id));
-                }
+    /// Gives every document a previous process left mid-ingest a job, if
+    /// it has none, so that a worker claims it. Returns the jobs created.
+    pub async fn ensure_jobs(&self) -> Result<usize> {
+        let mut created = 0;
+        for d in self.store.unfinished_documents().await? {
+            if self.store.latest_job(d.id).await?.is_none() {
+                let now = now_rfc3339();
+                let j = Job {
+                    id: Uuid::now_v7(),
+                    doc_id: d.id,
+                    status: DocStatus::Queued,
+                    progress: 0.0,
+                    error: None,
+                    created_at: now.clone(),
+                    updated_at: now,
+                    worker: None,
+                };
+                self.store.insert_job(&j).await?;
+                created += 1;
             }
         }
-        Ok(out)
+        Ok(created)
     }
+}
+
+pub(crate) fn lock_set<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn title_from_name(name: &str) -> String {
@@ -594,50 +702,4 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", Uuid::new_v4()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
-}
-
-/// A bounded queue with a fixed pool of workers running [`Ingestor::run`].
-pub struct IngestQueue {
-    tx: tokio::sync::mpsc::Sender<(Uuid, Uuid)>,
-}
-
-impl IngestQueue {
-    /// Starts `workers` tasks; `capacity` bounds the jobs waiting.
-    pub fn start(ingestor: Arc<Ingestor>, workers: usize, capacity: usize) -> Self {
-        let (tx, rx) = tokio::sync::mpsc::channel::<(Uuid, Uuid)>(capacity.max(1));
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
-        for w in 0..workers.max(1) {
-            let rx = Arc::clone(&rx);
-            let ingestor = Arc::clone(&ingestor);
-            tokio::spawn(async move {
-                loop {
-                    let next = rx.lock().await.recv().await;
-                    let Some((job_id, doc_id)) = next else { break };
-                    let noop = |_: Uuid, _: DocStatus, _: f32| {};
-                    if let Err(e) = ingestor.run(job_id, doc_id, &noop).await {
-                        warn!(worker = w, %job_id, error = %e, "job failed");
-                    }
-                }
-            });
-        }
-        Self { tx }
-    }
-
-    /// Jobs waiting in the queue.
-    pub fn depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
-    }
-
-    /// Enqueues without waiting; a full queue is an error the caller maps to 503.
-    pub fn try_enqueue(&self, job_id: Uuid, doc_id: Uuid) -> Result<()> {
-        self.tx.try_send((job_id, doc_id)).map_err(|_| IngestError::QueueFull)
-    }
-
-    /// Enqueues, waiting for room.
-    pub async fn enqueue(&self, job_id: Uuid, doc_id: Uuid) -> Result<()> {
-        self.tx
-            .send((job_id, doc_id))
-            .await
-            .map_err(|_| IngestError::Interrupted("ingest queue closed".to_owned()))
-    }
 }

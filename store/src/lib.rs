@@ -16,6 +16,9 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use uuid::Uuid;
 
+mod replication;
+pub use replication::{Change, ChangeOp, Claim, MAX_ATTEMPTS};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -127,8 +130,11 @@ fn job_from_row(row: &AnyRow) -> Result<Job> {
         error: row.try_get("error")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        worker: row.try_get("claimed_by")?,
     })
 }
+
+const JOB_COLUMNS: &str = "id, doc_id, status, progress, error, created_at, updated_at, claimed_by";
 
 /// A chunk with the collection and labels it is filtered by.
 #[derive(Debug, Clone)]
@@ -140,6 +146,23 @@ pub struct ChunkWithAccess {
     pub tags: Vec<String>,
     /// The document's effective date (unix seconds), see `Document::effective_date`.
     pub date: i64,
+}
+
+impl ChunkWithAccess {
+    /// What the derived indexes store for this chunk.
+    pub fn to_indexed(&self) -> docent_core::IndexedChunk {
+        docent_core::IndexedChunk {
+            chunk_id: self.chunk.id,
+            doc_id: self.chunk.doc_id,
+            collection: self.collection.clone(),
+            access: self.access.clone(),
+            tags: self.tags.clone(),
+            date: self.date,
+            title: self.title.clone(),
+            heading: self.chunk.heading_path.join(" > "),
+            text: self.chunk.text.clone(),
+        }
+    }
 }
 
 impl Store {
@@ -192,6 +215,16 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&self.pool).await?,
         }
         Ok(())
+    }
+
+    /// Applied migrations, oldest first: (version, description).
+    pub async fn applied_migrations(&self) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query("SELECT version, description FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("version")?, r.try_get("description")?)))
+            .collect()
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -290,6 +323,9 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if !stale {
+            replication::append_change(&mut tx, self.backend, &me, ChangeOp::Ready).await?;
+        }
         for (old, _) in &remove {
             for sql in [
                 "DELETE FROM chunks WHERE doc_id = $1",
@@ -298,6 +334,7 @@ impl Store {
             ] {
                 sqlx::query(sql).bind(old.clone()).execute(&mut *tx).await?;
             }
+            replication::append_change(&mut tx, self.backend, old, ChangeOp::Delete).await?;
         }
         tx.commit().await?;
         remove
@@ -414,6 +451,9 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        if res.rows_affected() > 0 {
+            replication::append_change(&mut tx, self.backend, &id.to_string(), ChangeOp::Delete).await?;
+        }
         tx.commit().await?;
         Ok(res.rows_affected() > 0)
     }
@@ -518,17 +558,43 @@ impl Store {
             .collect()
     }
 
+    /// Chunks of documents that are ready or still being ingested (not
+    /// failed). An index entry outside this set is an orphan; one inside it
+    /// but not ready may belong to an ingest running on another replica.
+    pub async fn live_chunk_ids(&self) -> Result<Vec<Uuid>> {
+        let rows =
+            sqlx::query("SELECT c.id FROM chunks c JOIN documents d ON d.id = c.doc_id WHERE d.status <> 'failed'")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| parse_uuid("chunks", &r.try_get::<String, _>("id")?))
+            .collect()
+    }
+
     /// Every chunk of ready documents with its access data, for reindexing.
     pub async fn ready_chunks_with_access(&self) -> Result<Vec<ChunkWithAccess>> {
-        let rows = sqlx::query(
+        self.ready_chunks_where(None).await
+    }
+
+    /// The chunks of one document, if it is ready (else none).
+    pub async fn ready_chunks_of(&self, doc_id: Uuid) -> Result<Vec<ChunkWithAccess>> {
+        self.ready_chunks_where(Some(doc_id)).await
+    }
+
+    async fn ready_chunks_where(&self, doc: Option<Uuid>) -> Result<Vec<ChunkWithAccess>> {
+        let sql = format!(
             "SELECT c.id, c.doc_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.token_count,
                     c.collection AS chunk_collection, c.access AS chunk_access, d.title AS doc_title,
                     d.tags AS doc_tags, d.doc_date AS doc_date, d.created_at AS doc_created
              FROM chunks c JOIN documents d ON d.id = c.doc_id
-             WHERE d.status = 'ready' ORDER BY c.doc_id, c.ordinal",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE d.status = 'ready'{} ORDER BY c.doc_id, c.ordinal",
+            if doc.is_some() { " AND d.id = $1" } else { "" }
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(d) = doc {
+            q = q.bind(d.to_string());
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(ChunkWithAccess {
@@ -577,11 +643,10 @@ impl Store {
     }
 
     pub async fn get_job(&self, id: Uuid) -> Result<Option<Job>> {
-        let row =
-            sqlx::query("SELECT id, doc_id, status, progress, error, created_at, updated_at FROM jobs WHERE id = $1")
-                .bind(id.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(job_from_row).transpose()
     }
 }
@@ -619,9 +684,9 @@ impl Store {
     }
 
     pub async fn latest_job(&self, doc_id: Uuid) -> Result<Option<Job>> {
-        let row = sqlx::query(
-            "SELECT id, doc_id, status, progress, error, created_at, updated_at FROM jobs WHERE doc_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
-        )
+        let row = sqlx::query(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE doc_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1"
+        ))
         .bind(doc_id.to_string())
         .fetch_optional(&self.pool)
         .await?;

@@ -69,6 +69,7 @@ async fn suite(store: Store) {
         error: None,
         created_at: now.clone(),
         updated_at: now,
+        worker: None,
     };
     store.insert_job(&job).await.expect("job");
     store
@@ -211,6 +212,158 @@ async fn suite(store: Store) {
     );
 }
 
+fn job_for(doc_id: Uuid) -> Job {
+    let now = now_rfc3339();
+    Job {
+        id: Uuid::now_v7(),
+        doc_id,
+        status: DocStatus::Queued,
+        progress: 0.0,
+        error: None,
+        created_at: now.clone(),
+        updated_at: now,
+        worker: None,
+    }
+}
+
+/// Job claims and the change log: what lets replicas share the store.
+async fn replication_suite(store: Store) {
+    use docent_store::ChangeOp;
+    use std::collections::HashSet;
+
+    // Whatever the main suite left claimable is cleared first.
+    while let Some(c) = store.claim_job("sweeper", 600).await.expect("sweep") {
+        store
+            .update_job(c.job_id, DocStatus::Ready, 1.0, None)
+            .await
+            .expect("done");
+    }
+    assert_eq!(store.claimable_jobs().await.expect("depth"), 0);
+
+    // 24 jobs, 4 workers claiming concurrently: every job exactly once.
+    let mut ids = HashSet::new();
+    for i in 0..24 {
+        let d = doc("claims", &format!("claim{i}"), &["everyone"]);
+        store.insert_document(&d).await.expect("doc");
+        let j = job_for(d.id);
+        store.insert_job(&j).await.expect("job");
+        ids.insert(j.id);
+    }
+    assert_eq!(store.claimable_jobs().await.expect("depth"), 24);
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while let Some(c) = store.claim_job(&format!("w{w}"), 600).await.expect("claim") {
+                assert_eq!(c.attempt, 1);
+                mine.push(c.job_id);
+            }
+            mine
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.expect("join"));
+    }
+    assert_eq!(claimed.len(), 24, "each job claimed once");
+    assert_eq!(claimed.iter().copied().collect::<HashSet<_>>(), ids);
+    assert_eq!(store.claimable_jobs().await.expect("depth"), 0);
+    let first = claimed[0];
+    let j = store.get_job(first).await.expect("get").expect("job");
+    assert!(j.worker.as_deref().is_some_and(|w| w.starts_with('w')), "{j:?}");
+
+    // Handing back makes a job claimable again; renewing keeps the rest.
+    let holder = j.worker.clone().expect("worker");
+    assert!(store.release_job(first, &holder).await.expect("release"));
+    assert!(!store.release_job(first, &holder).await.expect("release twice"));
+    assert!(store.renew_all(&holder, 600).await.expect("renew") >= 1);
+    let again = store.claim_job("w9", 600).await.expect("claim").expect("released job");
+    assert_eq!(again.job_id, first);
+    assert!(store.claim_job("w9", 600).await.expect("claim").is_none());
+
+    // A lease that ran out (its replica died) lets another replica take over.
+    let d = doc("claims", "expired", &["everyone"]);
+    store.insert_document(&d).await.expect("doc");
+    let j = job_for(d.id);
+    store.insert_job(&j).await.expect("job");
+    let c = store.claim_job("dead", -1).await.expect("claim").expect("job");
+    assert_eq!(c.job_id, j.id);
+    assert!(!store.renew_lease(j.id, "alive", 60).await.expect("renew not ours"));
+    let c2 = store.claim_job("alive", 600).await.expect("claim").expect("taken over");
+    assert_eq!((c2.job_id, c2.attempt), (j.id, 2));
+    assert!(store.renew_lease(j.id, "alive", 60).await.expect("renew"));
+    assert!(store.claim_job("other", 600).await.expect("claim").is_none());
+    assert_eq!(store.release_claims_of("alive").await.expect("release all"), 1);
+    store
+        .update_job(j.id, DocStatus::Failed, 1.0, Some("x"))
+        .await
+        .expect("fail");
+
+    // Jobs inserted already claimed (the CLI) are not claimable.
+    let d = doc("claims", "cli", &["everyone"]);
+    store.insert_document(&d).await.expect("doc");
+    store
+        .insert_job_claimed(&job_for(d.id), "cli", 600)
+        .await
+        .expect("claimed");
+    assert!(store.claim_job("server", 600).await.expect("claim").is_none());
+
+    // The change log: ready and delete, in commit order.
+    let start = store.last_change_seq().await.expect("seq");
+    let a = doc("log", "la", &["everyone"]);
+    let b = Document {
+        source: "b.txt".into(),
+        ..doc("log", "lb", &["everyone"])
+    };
+    store.insert_document(&a).await.expect("a");
+    store.insert_document(&b).await.expect("b");
+    store
+        .put_chunks(&a, Some(1), &[chunk(a.id, 0, Some(1))])
+        .await
+        .expect("chunks");
+    store.commit_ready(a.id).await.expect("ready a");
+    store.commit_ready(b.id).await.expect("ready b");
+    assert!(store.delete_document(a.id).await.expect("delete a"));
+    assert!(!store.delete_document(a.id).await.expect("delete again"));
+    store.log_change(b.id, ChangeOp::Delete).await.expect("log");
+    let log = store.changes_since(start, 100).await.expect("changes");
+    let ops: Vec<(Uuid, ChangeOp)> = log.iter().map(|c| (c.doc_id, c.op)).collect();
+    assert_eq!(
+        ops,
+        vec![
+            (a.id, ChangeOp::Ready),
+            (b.id, ChangeOp::Ready),
+            (a.id, ChangeOp::Delete),
+            (b.id, ChangeOp::Delete)
+        ]
+    );
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(store.last_change_seq().await.expect("seq"), log[3].seq);
+    assert_eq!(store.changes_since(log[1].seq, 1).await.expect("page").len(), 1);
+    assert!(store.ready_chunks_of(a.id).await.expect("gone").is_empty());
+
+    // Concurrent writers: sequence order is commit order, no gaps seen.
+    let before = store.last_change_seq().await.expect("seq");
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                store.log_change(Uuid::now_v7(), ChangeOp::Delete).await.expect("log");
+            }
+            w
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join");
+    }
+    let log = store.changes_since(before, 1000).await.expect("changes");
+    assert_eq!(log.len(), 40);
+    let migrations = store.applied_migrations().await.expect("migrations");
+    assert_eq!(migrations.last().map(|(v, _)| *v), Some(6));
+}
+
 #[tokio::test]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -218,6 +371,8 @@ async fn sqlite_conformance() {
     let store = Store::connect(&url).await.expect("connect sqlite");
     assert_eq!(store.backend(), Backend::Sqlite);
     suite(store.clone()).await;
+    replication_suite(store.clone()).await;
+    println!("store conformance: sqlite replication (claims, leases, change log) passed");
     // Reopening runs migrations idempotently.
     store.close().await;
     Store::connect(&url).await.expect("reopen");
@@ -244,6 +399,8 @@ async fn postgres_conformance() {
     let store = Store::connect(&url).await.expect("connect postgres");
     assert_eq!(store.backend(), Backend::Postgres);
     suite(store.clone()).await;
+    replication_suite(store.clone()).await;
+    println!("store conformance: postgres replication (SKIP LOCKED claims, leases, change log) passed");
     store.close().await;
     // The server may still count the just-closed sessions for a moment;
     // FORCE (PostgreSQL 13+) ends any that linger.

@@ -32,6 +32,12 @@ fn command(data: &Path, extra_env: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// A `docent` command on a data directory with extra environment (output
+/// captured by the caller).
+pub fn command_with(data: &Path, extra_env: &[(&str, &str)]) -> Command {
+    command(data, extra_env)
+}
+
 /// Runs a one-shot `docent` command against a data directory.
 pub fn docent(data: &Path, args: &[&str]) -> std::process::Output {
     command(data, &[])
@@ -187,10 +193,68 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Sends SIGTERM (what an orchestrator sends) and waits for the exit.
+    pub async fn terminate(mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docent did not exit within {within:?} of SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A fresh PostgreSQL database for one test, dropped by `drop_db`.
+/// The server comes from `DOCENT_TEST_POSTGRES_URL` (an admin URL), else
+/// the local one `scripts/ensure-postgres.sh` starts.
+pub struct PgDb {
+    admin: sqlx::AnyPool,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDb {
+    pub async fn create() -> Self {
+        let admin_url = std::env::var("DOCENT_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        sqlx::any::install_default_drivers();
+        let admin = sqlx::AnyPool::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required (scripts/ensure-postgres.sh): {e}"));
+        let name = format!("docent_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        let base = admin_url
+            .rsplit_once('/')
+            .map(|(b, _)| b)
+            .expect("admin url has a path");
+        let url = format!("{base}/{name}");
+        Self { admin, name, url }
+    }
+
+    pub async fn drop_db(self) {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&self.admin)
+            .await
+            .expect("drop database");
     }
 }
 

@@ -74,6 +74,8 @@ pub struct JobDto {
     pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The replica running (or that ran) the job; null while it waits.
+    pub worker: Option<String>,
 }
 
 impl From<Job> for JobDto {
@@ -86,6 +88,7 @@ impl From<Job> for JobDto {
             error: j.error,
             created_at: j.created_at,
             updated_at: j.updated_at,
+            worker: j.worker,
         }
     }
 }

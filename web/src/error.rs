@@ -79,7 +79,7 @@ impl ResponseError for ApiError {
                 | IngestError::Timeout(_)
                 | IngestError::BadMetadata(_) => StatusCode::BAD_REQUEST,
                 IngestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                IngestError::QueueFull => StatusCode::SERVICE_UNAVAILABLE,
+                IngestError::QueueFull | IngestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
                 IngestError::Embed(_)
                 | IngestError::Index(_)
                 | IngestError::Store(_)

@@ -51,8 +51,16 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .default_service(web::to(routes::assets::not_found));
 }
 
-/// Runs the server on an already bound listener (port 0 in tests).
-pub async fn serve(listener: TcpListener, state: AppState, workers: usize) -> std::io::Result<()> {
+/// Builds the server on an already bound listener (port 0 in tests). The
+/// caller awaits it and owns shutdown: actix's own signal handling is off,
+/// so that SIGTERM can first fail readiness, then stop the listener
+/// (in-flight requests get `shutdown_timeout_secs`), then drain ingest.
+pub fn server(
+    listener: TcpListener,
+    state: AppState,
+    workers: usize,
+    shutdown_timeout_secs: u64,
+) -> std::io::Result<actix_web::dev::Server> {
     let state = web::Data::new(state);
     HttpServer::new(move || {
         let st = state.clone();
@@ -77,9 +85,10 @@ pub async fn serve(listener: TcpListener, state: AppState, workers: usize) -> st
             .configure(|c| configure(c, state.clone()))
     })
     .workers(workers.max(1))
-    .listen(listener)?
-    .run()
-    .await
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout_secs)
+    .listen(listener)
+    .map(|s| s.run())
 }
 
 fn tracing_actix() -> actix_web::middleware::Logger {

@@ -2,7 +2,8 @@
 //!
 //! One registry per server: HTTP latency per route pattern (never the raw
 //! path, so ids do not explode cardinality), retrieval and generation
-//! latency, generated tokens, time to first token and the ingest queue.
+//! latency, generated tokens, time to first token, the ingest queue and
+//! stage durations, and how far this replica's indexes follow the change log.
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry, TextEncoder};
 
@@ -16,6 +17,10 @@ pub struct Metrics {
     pub generations_cancelled: IntCounter,
     pub abstentions: IntCounter,
     pub ingest_queue_depth: IntGauge,
+    pub ingest_stage_seconds: HistogramVec,
+    pub ingest_documents: prometheus::IntCounterVec,
+    pub change_log_applied: IntGauge,
+    pub change_log_lag: IntGauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -64,8 +69,34 @@ impl Metrics {
             "Questions answered with an abstention, without a model call",
         ))?;
         registry.register(Box::new(abstentions.clone()))?;
-        let ingest_queue_depth = IntGauge::with_opts(Opts::new("ingest_queue_depth", "Ingest jobs waiting"))?;
+        let ingest_queue_depth = IntGauge::with_opts(Opts::new(
+            "ingest_queue_depth",
+            "Ingest jobs waiting for a worker on any replica",
+        ))?;
         registry.register(Box::new(ingest_queue_depth.clone()))?;
+        let ingest_stage_seconds = hist(
+            "ingest_stage_duration_seconds",
+            "Time per ingest stage (extract, embed, index) per batch of documents",
+            &["stage"],
+        )?;
+        let ingest_documents = prometheus::IntCounterVec::new(
+            Opts::new(
+                "ingest_documents_total",
+                "Documents ingested by this replica, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        registry.register(Box::new(ingest_documents.clone()))?;
+        let change_log_applied = IntGauge::with_opts(Opts::new(
+            "change_log_applied_seq",
+            "Change-log sequence number this replica's indexes have applied",
+        ))?;
+        registry.register(Box::new(change_log_applied.clone()))?;
+        let change_log_lag = IntGauge::with_opts(Opts::new(
+            "change_log_lag",
+            "Change-log entries not yet applied to this replica's indexes",
+        ))?;
+        registry.register(Box::new(change_log_lag.clone()))?;
         Ok(Self {
             registry,
             http_seconds,
@@ -76,6 +107,10 @@ impl Metrics {
             generations_cancelled,
             abstentions,
             ingest_queue_depth,
+            ingest_stage_seconds,
+            ingest_documents,
+            change_log_applied,
+            change_log_lag,
         })
     }
 
@@ -105,5 +140,17 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl docent_ingest::pipeline::IngestObserver for Metrics {
+    fn stage(&self, stage: &'static str, seconds: f64) {
+        self.ingest_stage_seconds.with_label_values(&[stage]).observe(seconds);
+    }
+
+    fn outcome(&self, ready: bool) {
+        self.ingest_documents
+            .with_label_values(&[if ready { "ready" } else { "failed" }])
+            .inc();
     }
 }

@@ -2,7 +2,9 @@
 
 use docent_core::{ChatModel, Principal};
 use docent_generate::answer::AnswerConfig;
-use docent_ingest::pipeline::{IngestQueue, Ingestor};
+use docent_ingest::follow::Follower;
+use docent_ingest::pipeline::Ingestor;
+use docent_ingest::queue::IngestQueue;
 use docent_retrieve::search::Searcher;
 use docent_store::Store;
 use std::sync::Arc;
@@ -61,7 +63,9 @@ impl ModelProvenance {
 pub struct AppState {
     pub store: Store,
     pub ingestor: Arc<Ingestor>,
-    pub queue: IngestQueue,
+    pub queue: Arc<IngestQueue>,
+    /// Applies the SQL change log to this replica's indexes.
+    pub follower: Arc<Follower>,
     pub searcher: Searcher,
     pub chat: Arc<dyn ChatModel>,
     /// The cross-encoder judging evidence before answering (none: dense
@@ -71,7 +75,7 @@ pub struct AppState {
     pub support: Option<Arc<dyn docent_generate::citations::SupportModel>>,
     pub cfg: WebConfig,
     pub provenance: ModelProvenance,
-    pub metrics: crate::metrics::Metrics,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {

@@ -86,6 +86,8 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
     if access.is_empty() {
         return Err(ApiError::BadRequest("`access` names no label".to_owned()));
     }
+    // Backpressure before anything is stored.
+    state.queue.admit().await?;
     let submitted = state
         .ingestor
         .submit(NewDocument {
@@ -107,11 +109,8 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
             duplicate: true,
         })),
         Submitted::Queued { doc, job } => {
-            if let Err(e) = state.queue.try_enqueue(job.id, doc.id) {
-                // Nothing half-done: the queued rows go again.
-                let _ = state.ingestor.delete(doc.id).await;
-                return Err(e.into());
-            }
+            // Any replica's workers may claim it; ours start at once.
+            state.queue.wake();
             info!(doc_id = %doc.id, job_id = %job.id, "upload accepted");
             Ok(HttpResponse::Accepted().json(UploadResponse {
                 id: doc.id,
