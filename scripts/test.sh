@@ -32,6 +32,9 @@ scripts/ensure-postgres.sh || echo "warning: PostgreSQL is not available; Postgr
 echo "== OCR and extraction tools"
 scripts/ensure-tools.sh
 
+echo "== compose files and Dockerfile (Compose Specification schema, references, hadolint)"
+scripts/check-compose.sh
+
 echo "== fmt"
 cargo fmt --all -- --check
 
