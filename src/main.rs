@@ -101,6 +101,11 @@ enum Cmd {
     /// Apply the SQL migrations (serve also does at startup) and report the
     /// schema version.
     Migrate,
+    /// The tamper-evident audit trail.
+    Audit {
+        #[command(subcommand)]
+        what: AuditCmd,
+    },
     /// Model provenance: file, size, sha256, architecture, quantization, license.
     Models {
         #[arg(long)]
@@ -115,6 +120,22 @@ enum Cmd {
     Bench {
         #[command(subcommand)]
         what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditCmd {
+    /// Walk the hash chain; exit 1 naming the first record that was edited
+    /// or follows a deleted one.
+    Verify,
+    /// Write the records as JSON lines (for a SIEM), oldest first.
+    Export {
+        /// Only records after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -276,6 +297,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             search(cfg, &query, k, mode, filter, json).await
         }
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
+        Cmd::Audit { what } => audit_cmd(&cfg, what).await,
         Cmd::Migrate => {
             let url = cfg.database_url();
             let store = docent_store::Store::connect(&url)
@@ -651,6 +673,60 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     c.store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn audit_cmd(cfg: &Config, what: AuditCmd) -> anyhow::Result<()> {
+    let url = cfg.database_url();
+    let store = docent_store::Store::connect(&url)
+        .await
+        .with_context(|| format!("opening {}", docent::config::redact_url(&url)))?;
+    match what {
+        AuditCmd::Verify => {
+            let v = store.verify_audit().await?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            store.close().await;
+            if !v.ok {
+                bail!(
+                    "audit trail broken at record {}: {}",
+                    v.first_bad_seq.unwrap_or_default(),
+                    v.problem.unwrap_or_default()
+                );
+            }
+        }
+        AuditCmd::Export { since, out } => {
+            let mut w: Box<dyn Write> = match &out {
+                Some(p) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut after = since;
+            let mut n = 0usize;
+            loop {
+                let page = store.audit_records(after, 1000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for r in &page {
+                    // The detail as an object, and the exact hashed text.
+                    let detail: serde_json::Value =
+                        serde_json::from_str(&r.detail).unwrap_or_else(|_| serde_json::Value::String(r.detail.clone()));
+                    let line = serde_json::json!({
+                        "seq": r.seq, "at": r.at, "actor": r.actor, "action": r.action,
+                        "detail": detail, "detail_raw": r.detail, "prev_hash": r.prev_hash, "hash": r.hash,
+                    });
+                    writeln!(w, "{line}")?;
+                    n += 1;
+                }
+            }
+            w.flush()?;
+            drop(w);
+            store.close().await;
+            if let Some(p) = out {
+                eprintln!("{n} audit records written to {}", p.display());
+            }
+        }
+    }
     Ok(())
 }
 

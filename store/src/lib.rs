@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::str::FromStr;
 use uuid::Uuid;
 
+mod audit;
 mod replication;
+pub use audit::{chain_hash, AuditRecord, AuditVerification, GENESIS};
 pub use replication::{Change, ChangeOp, Claim, MAX_ATTEMPTS};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,8 @@ pub enum Backend {
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Serializes audit appends in this process (see `audit`).
+    audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
     backend: Backend,
 }
 
@@ -200,7 +204,11 @@ impl Store {
         if backend == Backend::Sqlite {
             sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
         }
-        let store = Self { pool, backend };
+        let store = Self {
+            pool,
+            backend,
+            audit_lock: Default::default(),
+        };
         store.migrate().await?;
         Ok(store)
     }

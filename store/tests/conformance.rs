@@ -361,7 +361,68 @@ async fn replication_suite(store: Store) {
     let log = store.changes_since(before, 1000).await.expect("changes");
     assert_eq!(log.len(), 40);
     let migrations = store.applied_migrations().await.expect("migrations");
-    assert_eq!(migrations.last().map(|(v, _)| *v), Some(6));
+    assert_eq!(migrations.last().map(|(v, _)| *v), Some(7));
+}
+
+/// The audit trail: concurrent appends form one chain; an edited or a
+/// deleted row is found. `url` opens a second, raw connection to tamper.
+async fn audit_suite(store: Store, url: &str) {
+    let before = store.verify_audit().await.expect("verify").records;
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5 {
+                let detail = serde_json::json!({"query": format!("q{w}-{i}"), "chunk_ids": [Uuid::now_v7()]});
+                store
+                    .audit(&format!("user{w}"), "search", &detail)
+                    .await
+                    .expect("audit");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join");
+    }
+    let v = store.verify_audit().await.expect("verify");
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.records, before + 20);
+    let records = store.audit_records(0, 1000).await.expect("records");
+    assert_eq!(
+        records.first().map(|r| r.prev_hash.as_str()),
+        Some(docent_store::GENESIS)
+    );
+    assert!(records.windows(2).all(|w| w[1].prev_hash == w[0].hash));
+    assert_eq!(v.head, records.last().map(|r| r.hash.clone()).unwrap_or_default());
+
+    let raw = sqlx::AnyPool::connect(url).await.expect("raw connection");
+    let victim = &records[records.len() / 2];
+    sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = $2")
+        .bind(victim.detail.replace("\"query\":\"q", "\"query\":\"x"))
+        .bind(victim.seq)
+        .execute(&raw)
+        .await
+        .expect("tamper");
+    let v = store.verify_audit().await.expect("verify");
+    assert!(!v.ok);
+    assert_eq!(v.first_bad_seq, Some(victim.seq));
+    assert!(v.problem.as_deref().is_some_and(|p| p.contains("edited")), "{v:?}");
+    sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = $2")
+        .bind(&victim.detail)
+        .bind(victim.seq)
+        .execute(&raw)
+        .await
+        .expect("restore");
+    assert!(store.verify_audit().await.expect("verify").ok);
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(victim.seq)
+        .execute(&raw)
+        .await
+        .expect("delete a record");
+    let v = store.verify_audit().await.expect("verify");
+    let next = records[records.len() / 2 + 1].seq;
+    assert_eq!((v.ok, v.first_bad_seq), (false, Some(next)), "{v:?}");
+    raw.close().await;
 }
 
 #[tokio::test]
@@ -373,6 +434,7 @@ async fn sqlite_conformance() {
     suite(store.clone()).await;
     replication_suite(store.clone()).await;
     println!("store conformance: sqlite replication (claims, leases, change log) passed");
+    audit_suite(store.clone(), &url).await;
     // Reopening runs migrations idempotently.
     store.close().await;
     Store::connect(&url).await.expect("reopen");
@@ -401,6 +463,7 @@ async fn postgres_conformance() {
     suite(store.clone()).await;
     replication_suite(store.clone()).await;
     println!("store conformance: postgres replication (SKIP LOCKED claims, leases, change log) passed");
+    audit_suite(store.clone(), &url).await;
     store.close().await;
     // The server may still count the just-closed sessions for a moment;
     // FORCE (PostgreSQL 13+) ends any that linger.

@@ -42,6 +42,11 @@ struct Inner<'a> {
 }
 
 impl ApiError {
+    /// The error body, for errors sent inside a stream.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}})
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",

@@ -108,8 +108,59 @@ impl AppState {
         Ok(docent_generate::rewrite::standalone(self.cfg.rewrite, self.chat.as_ref(), history, question).await?)
     }
 
+    /// Appends to the audit trail as the caller. A failure fails the
+    /// request: nothing is returned or answered unaudited.
+    pub async fn audit(&self, action: &str, detail: serde_json::Value) -> crate::error::ApiResult<()> {
+        let actor = self.principal().user;
+        self.store.audit(&actor, action, &detail).await.map_err(|e| {
+            tracing::error!(action, error = %e, "audit append failed; refusing the request");
+            crate::error::ApiError::Store(e)
+        })?;
+        Ok(())
+    }
+
     /// The caller. Sign-in does not exist yet: everyone is the default user.
     pub fn principal(&self) -> Principal {
         Principal::default_user()
     }
+}
+
+/// What an audit record says about a retrieval: the query, the access
+/// decision (the filter every leg ran under) and the chunks returned.
+pub fn retrieval_audit(
+    query: &str,
+    filter: &docent_core::AccessFilter,
+    hits: &[docent_core::SearchHit],
+) -> serde_json::Value {
+    serde_json::json!({
+        "query": query,
+        "access": {
+            "groups": filter.groups,
+            "collections": filter.collections,
+            "document_ids": filter.doc_ids,
+            "tags": filter.tags,
+            "date_from": filter.date_from,
+            "date_to": filter.date_to,
+        },
+        "chunk_ids": hits.iter().map(|h| h.chunk.id).collect::<Vec<_>>(),
+        "document_ids": hits.iter().map(|h| h.document.id).collect::<std::collections::BTreeSet<_>>(),
+    })
+}
+
+/// What an audit record says about an answer: the citations shown, the
+/// model, and whether it abstained.
+pub fn answer_audit(endpoint: &str, a: &docent_generate::answer::Answer) -> serde_json::Value {
+    serde_json::json!({
+        "endpoint": endpoint,
+        "model": a.model,
+        "abstained": a.abstained,
+        "cancelled": a.usage.cancelled,
+        "citations": a.checked.citations.iter().map(|c| serde_json::json!({
+            "n": c.n, "chunk_id": c.chunk_id, "document_id": c.doc_id, "page": c.page,
+        })).collect::<Vec<_>>(),
+        "unsupported_sentences": a.checked.sentences.iter().filter(|s| !s.supported).count(),
+        "withheld": a.withheld,
+        "prompt_tokens": a.usage.prompt_tokens,
+        "completion_tokens": a.usage.completion_tokens,
+    })
 }

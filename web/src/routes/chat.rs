@@ -9,7 +9,7 @@
 
 use crate::dto::{ChatRequest, CitationsEvent, DoneEvent};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::state::{answer_audit, retrieval_audit, AppState};
 use actix_web::{web, HttpResponse};
 use docent_core::{AccessFilter, TokenSink};
 use docent_generate::answer::answer;
@@ -70,6 +70,10 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
     let mut filter = AccessFilter::for_principal(&principal);
     filter.collections = req.collection.into_iter().collect();
     let hits = state.retrieve_for_answer(&standalone.query, &filter, "chat").await?;
+    let mut detail = retrieval_audit(&standalone.query, &filter, &hits);
+    detail["question"] = serde_json::json!(question);
+    detail["conversation_id"] = serde_json::json!(conversation.id);
+    state.audit("chat", detail).await?;
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     if standalone.rewritten {
@@ -90,6 +94,12 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
         match result {
             Ok(a) => {
                 st.metrics.observe_answer("chat", &a.usage, a.abstained);
+                let mut detail = answer_audit("chat", &a);
+                detail["conversation_id"] = serde_json::json!(conversation.id);
+                if let Err(e) = st.audit("answer", detail).await {
+                    let _ = tx.send(frame("error", &e.body()));
+                    return;
+                }
                 if a.usage.cancelled || tx.is_closed() {
                     info!(
                         conversation = %conversation.id,

@@ -101,6 +101,20 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
             date: date.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()),
         })
         .await?;
+    let (doc, duplicate) = match &submitted {
+        Submitted::Duplicate { doc } => (doc, true),
+        Submitted::Queued { doc, .. } => (doc, false),
+    };
+    state
+        .audit(
+            "document.upload",
+            serde_json::json!({
+                "document_id": doc.id, "collection": doc.collection, "access": doc.access,
+                "source": doc.source, "bytes": doc.size_bytes, "sha256": doc.content_hash,
+                "duplicate": duplicate,
+            }),
+        )
+        .await?;
     match submitted {
         Submitted::Duplicate { doc } => Ok(HttpResponse::Ok().json(UploadResponse {
             id: doc.id,
@@ -157,8 +171,14 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResu
 
 pub async fn delete(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
-    visible_document(&state, id).await?;
+    let doc = visible_document(&state, id).await?;
     state.ingestor.delete(id).await?;
+    state
+        .audit(
+            "document.delete",
+            serde_json::json!({"document_id": id, "collection": doc.collection, "title": doc.title}),
+        )
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -5,7 +5,7 @@
 
 use crate::dto::{CitationDto, SentenceDto};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::state::{answer_audit, retrieval_audit, AppState};
 use actix_web::{web, HttpResponse};
 use docent_core::{AccessFilter, TokenSink};
 use docent_generate::answer::answer;
@@ -115,6 +115,9 @@ pub async fn chat_completions(
     let standalone = state.standalone(&user_turns, &question).await?;
     let question = standalone.query.clone();
     let hits = state.retrieve_for_answer(&question, &filter, "completions").await?;
+    state
+        .audit("completion", retrieval_audit(&question, &filter, &hits))
+        .await?;
     let model = state.chat.name();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now();
@@ -130,6 +133,7 @@ pub async fn chat_completions(
         )
         .await?;
         state.metrics.observe_answer("completions", &a.usage, a.abstained);
+        state.audit("answer", answer_audit("completions", &a)).await?;
         let content = if a.abstained || a.checked.sentences.is_empty() {
             a.text.clone()
         } else {
@@ -164,6 +168,11 @@ pub async fn chat_completions(
         match answer(st.chat.as_ref(), st.support.clone(), &question, &hits, &cfg, &mut sink).await {
             Ok(a) => {
                 st.metrics.observe_answer("completions", &a.usage, a.abstained);
+                if let Err(e) = st.audit("answer", answer_audit("completions", &a)).await {
+                    let _ = tx.send(data(&e.body()));
+                    let _ = tx.send(web::Bytes::from_static(b"data: [DONE]\n\n"));
+                    return;
+                }
                 if a.usage.cancelled {
                     return;
                 }

@@ -2,7 +2,7 @@
 
 use crate::dto::{HitDto, SearchRequest, SearchResponse};
 use crate::error::{ApiError, ApiResult};
-use crate::state::AppState;
+use crate::state::{retrieval_audit, AppState};
 use actix_web::{web, HttpResponse};
 use docent_core::AccessFilter;
 use docent_retrieve::search::Mode;
@@ -27,6 +27,10 @@ pub async fn search(state: web::Data<AppState>, body: web::Json<SearchRequest>) 
     filter.date_from = req.date_from.as_deref().map(|d| date_bound(d, false)).transpose()?;
     filter.date_to = req.date_to.as_deref().map(|d| date_bound(d, true)).transpose()?;
     let out = state.searcher.search(&req.query, &filter, k, mode).await?;
+    let mut detail = retrieval_audit(&req.query, &filter, &out.hits);
+    detail["mode"] = serde_json::json!(req.mode.as_deref().unwrap_or("hybrid"));
+    detail["k"] = serde_json::json!(k);
+    state.audit("search", detail).await?;
     Ok(HttpResponse::Ok().json(SearchResponse {
         hits: out.hits.into_iter().map(HitDto::from).collect(),
         timings_us: out.timings,
