@@ -190,6 +190,7 @@ pub async fn search_bench(
     let mut queries: Vec<Query> = read_jsonl(&dataset.join("queries.jsonl"))?;
     queries.truncate(500);
     let mut filter = AccessFilter::for_principal(&docent_core::Principal {
+        role: docent_core::AccessRole::Reader,
         user: "bench".into(),
         groups: labels,
     });

@@ -206,6 +206,13 @@ pub struct Access {
     pub default_collection: String,
     /// Labels given to documents uploaded without any.
     pub default_labels: Vec<String>,
+    /// Refuse `/v1` requests without an API key (`docent keys create`).
+    /// Off: a request without a key runs as the local default user (the
+    /// embedded one-user setup); a wrong or revoked key is refused anyway.
+    pub require_auth: bool,
+    /// Requests per principal per minute, per replica (0 = unlimited);
+    /// past it, 429 with Retry-After.
+    pub rate_limit_per_minute: u32,
 }
 
 impl Default for Server {
@@ -332,6 +339,8 @@ impl Default for Access {
         Self {
             default_collection: docent_core::access::DEFAULT_COLLECTION.into(),
             default_labels: vec![docent_core::access::DEFAULT_GROUP.into()],
+            require_auth: false,
+            rate_limit_per_minute: 0,
         }
     }
 }

@@ -292,6 +292,7 @@ pub async fn evaluate(
         bail!("no query in queries.jsonl has judgments in qrels/test.tsv");
     }
     let mut filter = AccessFilter::for_principal(&docent_core::Principal {
+        role: docent_core::AccessRole::Reader,
         user: "eval".into(),
         groups: c.cfg.access.default_labels.clone(),
     });
@@ -874,6 +875,7 @@ async fn load_squad_half(c: &Components, file: &Path, collection: &str) -> anyho
 
 fn eval_filter(c: &Components, collection: &str) -> AccessFilter {
     let mut filter = AccessFilter::for_principal(&docent_core::Principal {
+        role: docent_core::AccessRole::Reader,
         user: "eval".into(),
         groups: c.cfg.access.default_labels.clone(),
     });

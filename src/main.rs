@@ -101,6 +101,11 @@ enum Cmd {
     /// Apply the SQL migrations (serve also does at startup) and report the
     /// schema version.
     Migrate,
+    /// API keys: create (shown once), list, revoke.
+    Keys {
+        #[command(subcommand)]
+        what: KeysCmd,
+    },
     /// The tamper-evident audit trail.
     Audit {
         #[command(subcommand)]
@@ -121,6 +126,25 @@ enum Cmd {
         #[command(subcommand)]
         what: BenchCmd,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCmd {
+    /// Create a key for a user; prints it once (only its hash is stored).
+    Create {
+        #[arg(long)]
+        user: String,
+        /// Comma-separated groups the key may read.
+        #[arg(long)]
+        groups: String,
+        /// reader (search, chat), editor (+ upload, delete) or admin.
+        #[arg(long, default_value = "reader")]
+        role: String,
+    },
+    /// Every key (never the key itself), revoked ones marked.
+    List,
+    /// Revoke a key by its id; requests with it are refused from now on.
+    Revoke { id: uuid::Uuid },
 }
 
 #[derive(Subcommand, Debug)]
@@ -298,6 +322,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
         }
         Cmd::Ask { question, collection } => ask(cfg, &question, collection).await,
         Cmd::Audit { what } => audit_cmd(&cfg, what).await,
+        Cmd::Keys { what } => keys_cmd(&cfg, what).await,
         Cmd::Migrate => {
             let url = cfg.database_url();
             let store = docent_store::Store::connect(&url)
@@ -633,7 +658,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             evidence_rerank_n: cfg.generation.evidence_rerank_n,
             rewrite: docent_generate::rewrite::RewriteMode::parse(&cfg.generation.rewrite)
                 .unwrap_or(docent_generate::rewrite::RewriteMode::Merge),
+            require_auth: cfg.access.require_auth,
         },
+        limiter: docent_web::auth::RateLimiter::new(cfg.access.rate_limit_per_minute),
         provenance: {
             let cfg = cfg.clone();
             docent_web::ModelProvenance::new(move || model_provenance(&cfg).map_err(|e| format!("{e:#}")))
@@ -673,6 +700,54 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     c.store.close().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn keys_cmd(cfg: &Config, what: KeysCmd) -> anyhow::Result<()> {
+    let url = cfg.database_url();
+    let store = docent_store::Store::connect(&url)
+        .await
+        .with_context(|| format!("opening {}", docent::config::redact_url(&url)))?;
+    // Key changes are audited, as the operator running the CLI.
+    let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()));
+    match what {
+        KeysCmd::Create { user, groups, role } => {
+            let role = docent_core::AccessRole::parse(&role)
+                .with_context(|| format!("--role must be reader, editor or admin, not {role:?}"))?;
+            let groups = docent_core::split_list(Some(&groups));
+            if user.trim().is_empty() || groups.is_empty() {
+                bail!("--user and --groups must not be empty");
+            }
+            let (key, plaintext) = store.create_api_key(user.trim(), &groups, role).await?;
+            store
+                .audit(
+                    &actor,
+                    "key.create",
+                    &serde_json::json!({"key_id": key.id, "user": key.user, "groups": key.groups, "role": role}),
+                )
+                .await?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "id": key.id, "user": key.user, "groups": key.groups, "role": key.role, "key": plaintext,
+                }))?
+            );
+            eprintln!("This key is shown once; only its hash is stored.");
+        }
+        KeysCmd::List => {
+            println!("{}", serde_json::to_string_pretty(&store.list_api_keys().await?)?);
+        }
+        KeysCmd::Revoke { id } => {
+            if !store.revoke_api_key(id).await? {
+                bail!("no live key with id {id}");
+            }
+            store
+                .audit(&actor, "key.revoke", &serde_json::json!({"key_id": id}))
+                .await?;
+            println!("revoked {id}");
+        }
+    }
+    store.close().await;
     Ok(())
 }
 
@@ -1070,6 +1145,7 @@ fn parse_bound(s: &str, upper: bool) -> anyhow::Result<i64> {
 
 fn filter_for(cfg: &Config, collection: Option<String>) -> AccessFilter {
     let mut f = AccessFilter::for_principal(&Principal {
+        role: docent_core::AccessRole::Reader,
         user: "cli".into(),
         groups: cfg.access.default_labels.clone(),
     });

@@ -14,19 +14,59 @@ pub const DEFAULT_GROUP: &str = "everyone";
 /// The collection used when none is named.
 pub const DEFAULT_COLLECTION: &str = "default";
 
+/// What a caller may do besides reading what its groups allow. Ordered:
+/// each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessRole {
+    /// Search, chat, read documents its groups allow.
+    Reader,
+    /// Also upload and delete documents.
+    Editor,
+    /// Also administer (keys, users, any document's labels).
+    Admin,
+}
+
+impl AccessRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reader => "reader",
+            Self::Editor => "editor",
+            Self::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "reader" => Some(Self::Reader),
+            "editor" => Some(Self::Editor),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Principal {
     pub user: String,
     pub groups: Vec<String>,
+    pub role: AccessRole,
 }
 
 impl Principal {
-    /// The single principal of the embedded, sign-in-less setup.
+    /// The single principal of the embedded, sign-in-less setup (when
+    /// `access.require_auth` is off and a request carries no key).
     pub fn default_user() -> Self {
         Self {
             user: "local".to_owned(),
             groups: vec![DEFAULT_GROUP.to_owned()],
+            role: AccessRole::Admin,
         }
+    }
+
+    /// Whether this caller holds `role` (or a higher one).
+    pub fn has(&self, role: AccessRole) -> bool {
+        self.role >= role
     }
 }
 

@@ -8,7 +8,7 @@ pub mod error;
 pub mod model;
 pub mod traits;
 
-pub use access::{AccessFilter, Principal};
+pub use access::{AccessFilter, AccessRole, Principal};
 pub use error::{BackendError, BackendResult, BoxError};
 pub use model::*;
 pub use traits::*;

@@ -17,8 +17,10 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 mod audit;
+mod keys;
 mod replication;
 pub use audit::{chain_hash, AuditRecord, AuditVerification, GENESIS};
+pub use keys::{key_hash, ApiKey};
 pub use replication::{Change, ChangeOp, Claim, MAX_ATTEMPTS};
 
 #[derive(Debug, thiserror::Error)]

@@ -361,7 +361,7 @@ async fn replication_suite(store: Store) {
     let log = store.changes_since(before, 1000).await.expect("changes");
     assert_eq!(log.len(), 40);
     let migrations = store.applied_migrations().await.expect("migrations");
-    assert_eq!(migrations.last().map(|(v, _)| *v), Some(7));
+    assert_eq!(migrations.last().map(|(v, _)| *v), Some(8));
 }
 
 /// The audit trail: concurrent appends form one chain; an edited or a
@@ -425,6 +425,30 @@ async fn audit_suite(store: Store, url: &str) {
     raw.close().await;
 }
 
+/// API keys: stored hashed, found by the key, gone once revoked.
+async fn keys_suite(store: Store) {
+    use docent_core::AccessRole;
+    let groups = vec!["ward-a".to_owned(), "everyone".to_owned()];
+    let (key, plaintext) = store
+        .create_api_key("alice", &groups, AccessRole::Editor)
+        .await
+        .expect("create");
+    assert!(plaintext.starts_with("dk_"));
+    let found = store.find_api_key(&plaintext).await.expect("find").expect("live key");
+    assert_eq!(found, key);
+    assert_eq!(found.principal().groups, groups);
+    assert_eq!(found.principal().role, AccessRole::Editor);
+    assert!(store.find_api_key("dk_wrong").await.expect("find").is_none());
+    let mut tampered = plaintext.clone();
+    tampered.pop();
+    assert!(store.find_api_key(&tampered).await.expect("find").is_none());
+    assert!(store.revoke_api_key(key.id).await.expect("revoke"));
+    assert!(!store.revoke_api_key(key.id).await.expect("revoke twice"));
+    assert!(store.find_api_key(&plaintext).await.expect("find").is_none());
+    let listed = store.list_api_keys().await.expect("list");
+    assert!(listed.iter().any(|k| k.id == key.id && k.revoked_at.is_some()));
+}
+
 #[tokio::test]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -435,6 +459,7 @@ async fn sqlite_conformance() {
     replication_suite(store.clone()).await;
     println!("store conformance: sqlite replication (claims, leases, change log) passed");
     audit_suite(store.clone(), &url).await;
+    keys_suite(store.clone()).await;
     // Reopening runs migrations idempotently.
     store.close().await;
     Store::connect(&url).await.expect("reopen");
@@ -464,6 +489,7 @@ async fn postgres_conformance() {
     replication_suite(store.clone()).await;
     println!("store conformance: postgres replication (SKIP LOCKED claims, leases, change log) passed");
     audit_suite(store.clone(), &url).await;
+    keys_suite(store.clone()).await;
     store.close().await;
     // The server may still count the just-closed sessions for a moment;
     // FORCE (PostgreSQL 13+) ends any that linger.

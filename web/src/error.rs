@@ -20,6 +20,12 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("too many requests: retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -54,6 +60,9 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Ingest(e) => match e {
                 IngestError::UnsupportedType(_) | IngestError::TypeMismatch(_) => "unsupported_media_type",
                 other => other.code(),
@@ -73,6 +82,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Ingest(e) => match e {
                 IngestError::UnsupportedType(_) | IngestError::TypeMismatch(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 IngestError::Empty
@@ -101,8 +113,17 @@ impl ResponseError for ApiError {
             tracing::error!(error = %self, code = self.code(), "request failed");
         }
         let mut resp = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.insert_header(("Retry-After", "5"));
+        match self {
+            ApiError::RateLimited { retry_after_secs } => {
+                resp.insert_header(("Retry-After", retry_after_secs.to_string()));
+            }
+            ApiError::Unauthorized(_) => {
+                resp.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                resp.insert_header(("Retry-After", "5"));
+            }
+            _ => {}
         }
         resp.json(Body {
             error: Inner {

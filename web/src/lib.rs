@@ -6,6 +6,7 @@
 //! queries go through `spawn_blocking`, generation runs on mistral.rs's
 //! engine thread and reaches the client through a channel.
 
+pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod metrics;
@@ -81,6 +82,7 @@ pub fn server(
                     Ok(res)
                 }
             })
+            .wrap(actix_web::middleware::from_fn(auth::middleware))
             .wrap(tracing_actix())
             .configure(|c| configure(c, state.clone()))
     })

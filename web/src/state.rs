@@ -23,6 +23,8 @@ pub struct WebConfig {
     pub evidence_rerank_n: usize,
     /// How follow-up questions are made standalone.
     pub rewrite: docent_generate::rewrite::RewriteMode,
+    /// Refuse `/v1` requests without an API key (401).
+    pub require_auth: bool,
 }
 
 type ProvenanceFn = dyn Fn() -> Result<Vec<serde_json::Value>, String> + Send + Sync;
@@ -76,6 +78,8 @@ pub struct AppState {
     pub cfg: WebConfig,
     pub provenance: ModelProvenance,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Requests per principal per minute (`access.rate_limit_per_minute`).
+    pub limiter: crate::auth::RateLimiter,
 }
 
 impl AppState {
@@ -110,18 +114,17 @@ impl AppState {
 
     /// Appends to the audit trail as the caller. A failure fails the
     /// request: nothing is returned or answered unaudited.
-    pub async fn audit(&self, action: &str, detail: serde_json::Value) -> crate::error::ApiResult<()> {
-        let actor = self.principal().user;
-        self.store.audit(&actor, action, &detail).await.map_err(|e| {
+    pub async fn audit(
+        &self,
+        caller: &Principal,
+        action: &str,
+        detail: serde_json::Value,
+    ) -> crate::error::ApiResult<()> {
+        self.store.audit(&caller.user, action, &detail).await.map_err(|e| {
             tracing::error!(action, error = %e, "audit append failed; refusing the request");
             crate::error::ApiError::Store(e)
         })?;
         Ok(())
-    }
-
-    /// The caller. Sign-in does not exist yet: everyone is the default user.
-    pub fn principal(&self) -> Principal {
-        Principal::default_user()
     }
 }
 

@@ -7,6 +7,7 @@
 //! body. Generation runs in its own task; when the client disconnects the
 //! channel closes, the sink reports it, and the model stops.
 
+use crate::auth::Caller;
 use crate::dto::{ChatRequest, CitationsEvent, DoneEvent};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{answer_audit, retrieval_audit, AppState};
@@ -34,13 +35,13 @@ impl TokenSink for ChannelSink {
     }
 }
 
-pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> ApiResult<HttpResponse> {
+pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<ChatRequest>) -> ApiResult<HttpResponse> {
     let req = body.into_inner();
     let question = req.question.trim().to_owned();
     if question.is_empty() {
         return Err(ApiError::BadRequest("`question` is empty".to_owned()));
     }
-    let principal = state.principal();
+    let principal = caller.0;
     let conversation = match req.conversation_id {
         Some(id) => state
             .store
@@ -73,7 +74,7 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
     let mut detail = retrieval_audit(&standalone.query, &filter, &hits);
     detail["question"] = serde_json::json!(question);
     detail["conversation_id"] = serde_json::json!(conversation.id);
-    state.audit("chat", detail).await?;
+    state.audit(&principal, "chat", detail).await?;
 
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     if standalone.rewritten {
@@ -96,7 +97,7 @@ pub async fn chat(state: web::Data<AppState>, body: web::Json<ChatRequest>) -> A
                 st.metrics.observe_answer("chat", &a.usage, a.abstained);
                 let mut detail = answer_audit("chat", &a);
                 detail["conversation_id"] = serde_json::json!(conversation.id);
-                if let Err(e) = st.audit("answer", detail).await {
+                if let Err(e) = st.audit(&principal, "answer", detail).await {
                     let _ = tx.send(frame("error", &e.body()));
                     return;
                 }

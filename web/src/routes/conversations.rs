@@ -2,13 +2,14 @@
 //! Another user's conversation is a 404, never a 403 (it does not exist for
 //! them).
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-pub async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let user = state.principal().user;
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> ApiResult<HttpResponse> {
+    let user = caller.0.user;
     let convs = state.store.list_conversations(&user).await?;
     let items: Vec<_> = convs
         .into_iter()
@@ -17,11 +18,11 @@ pub async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(json!({ "conversations": items })))
 }
 
-pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let id: uuid::Uuid = path
         .parse()
         .map_err(|_| ApiError::BadRequest(format!("{:?} is not a valid id", path.as_str())))?;
-    let user = state.principal().user;
+    let user = caller.0.user;
     let conv = state
         .store
         .get_conversation(id, &user)

@@ -1,11 +1,12 @@
 //! Documents: upload (multipart, 202 + job), list, get, delete; jobs.
 
+use crate::auth::Caller;
 use crate::dto::{DocumentDto, JobDto, UploadResponse};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use actix_multipart::Multipart;
 use actix_web::{web, HttpResponse};
-use docent_core::AccessFilter;
+use docent_core::{AccessFilter, AccessRole};
 use docent_ingest::pipeline::{NewDocument, Submitted};
 use futures::TryStreamExt;
 use tracing::info;
@@ -29,7 +30,8 @@ async fn read_text_field(field: &mut actix_multipart::Field, limit: usize) -> Ap
 /// `POST /v1/documents`: multipart with one `file` part, and optional
 /// `collection`, `access` (comma-separated labels), `title`, `tags`
 /// (comma-separated) and `date` (RFC 3339 or YYYY-MM-DD) parts.
-pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiResult<HttpResponse> {
+pub async fn upload(state: web::Data<AppState>, caller: Caller, mut payload: Multipart) -> ApiResult<HttpResponse> {
+    caller.require(AccessRole::Editor)?;
     let limit = state.cfg.max_upload_bytes;
     let mut file: Option<(String, Vec<u8>)> = None;
     let mut collection = None;
@@ -107,6 +109,7 @@ pub async fn upload(state: web::Data<AppState>, mut payload: Multipart) -> ApiRe
     };
     state
         .audit(
+            &caller.0,
             "document.upload",
             serde_json::json!({
                 "document_id": doc.id, "collection": doc.collection, "access": doc.access,
@@ -141,8 +144,8 @@ pub struct ListQuery {
     pub collection: Option<String>,
 }
 
-pub async fn list(state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
-    let p = state.principal();
+pub async fn list(state: web::Data<AppState>, caller: Caller, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
+    let p = caller.0;
     let collections: Vec<String> = q.collection.clone().into_iter().collect();
     let docs = state.store.list_documents(&p.groups, &collections).await?;
     let docs: Vec<DocumentDto> = docs.into_iter().map(Into::into).collect();
@@ -154,8 +157,8 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
         .map_err(|_| ApiError::BadRequest(format!("{raw:?} is not a valid id")))
 }
 
-async fn visible_document(state: &AppState, id: Uuid) -> ApiResult<docent_core::Document> {
-    let filter = AccessFilter::for_principal(&state.principal());
+async fn visible_document(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<docent_core::Document> {
+    let filter = AccessFilter::for_principal(&caller.0);
     match state.store.get_document(id).await? {
         Some(d) if filter.allows(&d.collection, &d.access, d.id) => Ok(d),
         // Invisible documents are indistinguishable from missing ones.
@@ -163,18 +166,20 @@ async fn visible_document(state: &AppState, id: Uuid) -> ApiResult<docent_core::
     }
 }
 
-pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
-    let doc = visible_document(&state, id).await?;
+    let doc = visible_document(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(DocumentDto::from(doc)))
 }
 
-pub async fn delete(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn delete(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
+    caller.require(AccessRole::Editor)?;
     let id = parse_id(&path)?;
-    let doc = visible_document(&state, id).await?;
+    let doc = visible_document(&state, &caller, id).await?;
     state.ingestor.delete(id).await?;
     state
         .audit(
+            &caller.0,
             "document.delete",
             serde_json::json!({"document_id": id, "collection": doc.collection, "title": doc.title}),
         )
@@ -183,30 +188,34 @@ pub async fn delete(state: web::Data<AppState>, path: web::Path<String>) -> ApiR
 }
 
 /// A job the caller may see (its document is visible), else 404.
-async fn visible_job(state: &AppState, id: Uuid) -> ApiResult<docent_core::Job> {
+async fn visible_job(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<docent_core::Job> {
     let job = state
         .store
         .get_job(id)
         .await?
         .ok_or(ApiError::NotFound { what: "job" })?;
-    visible_document(state, job.doc_id)
+    visible_document(state, caller, job.doc_id)
         .await
         .map_err(|_| ApiError::NotFound { what: "job" })?;
     Ok(job)
 }
 
-pub async fn job(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn job(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
-    let job = visible_job(&state, id).await?;
+    let job = visible_job(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(JobDto::from(job)))
 }
 
 /// `GET /v1/jobs/{id}/events`: server-sent `progress` events (the job as in
 /// `GET /v1/jobs/{id}`) whenever its stage or progress changes, ending with
 /// the terminal state. Read from SQL, so any replica can serve it.
-pub async fn job_events(state: web::Data<AppState>, path: web::Path<String>) -> ApiResult<HttpResponse> {
+pub async fn job_events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
     let id = parse_id(&path)?;
-    visible_job(&state, id).await?;
+    visible_job(&state, &caller, id).await?;
     let store = state.store.clone();
     let stream = futures::stream::unfold(
         (store, id, None::<(String, u32)>, false),

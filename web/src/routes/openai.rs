@@ -3,6 +3,7 @@
 //! (retrieval applied; checked `[n]` markers in the content and an extra
 //! `citations` field), `/v1/models` and `/v1/embeddings`.
 
+use crate::auth::Caller;
 use crate::dto::{CitationDto, SentenceDto};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{answer_audit, retrieval_audit, AppState};
@@ -87,6 +88,7 @@ impl TokenSink for NullSink {
 
 pub async fn chat_completions(
     state: web::Data<AppState>,
+    caller: Caller,
     body: web::Json<ChatCompletionRequest>,
 ) -> ApiResult<HttpResponse> {
     let req = body.into_inner();
@@ -110,13 +112,13 @@ pub async fn chat_completions(
     if let Some(t) = req.temperature {
         cfg.params.temperature = t.clamp(0.0, 2.0);
     }
-    let filter = AccessFilter::for_principal(&state.principal());
+    let filter = AccessFilter::for_principal(&caller.0);
     // Earlier user turns make a follow-up standalone.
     let standalone = state.standalone(&user_turns, &question).await?;
     let question = standalone.query.clone();
     let hits = state.retrieve_for_answer(&question, &filter, "completions").await?;
     state
-        .audit("completion", retrieval_audit(&question, &filter, &hits))
+        .audit(&caller.0, "completion", retrieval_audit(&question, &filter, &hits))
         .await?;
     let model = state.chat.name();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
@@ -133,7 +135,9 @@ pub async fn chat_completions(
         )
         .await?;
         state.metrics.observe_answer("completions", &a.usage, a.abstained);
-        state.audit("answer", answer_audit("completions", &a)).await?;
+        state
+            .audit(&caller.0, "answer", answer_audit("completions", &a))
+            .await?;
         let content = if a.abstained || a.checked.sentences.is_empty() {
             a.text.clone()
         } else {
@@ -168,7 +172,7 @@ pub async fn chat_completions(
         match answer(st.chat.as_ref(), st.support.clone(), &question, &hits, &cfg, &mut sink).await {
             Ok(a) => {
                 st.metrics.observe_answer("completions", &a.usage, a.abstained);
-                if let Err(e) = st.audit("answer", answer_audit("completions", &a)).await {
+                if let Err(e) = st.audit(&caller.0, "answer", answer_audit("completions", &a)).await {
                     let _ = tx.send(data(&e.body()));
                     let _ = tx.send(web::Bytes::from_static(b"data: [DONE]\n\n"));
                     return;

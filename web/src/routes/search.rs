@@ -1,5 +1,6 @@
 //! `POST /v1/search`: hybrid retrieval under the caller's access filter.
 
+use crate::auth::Caller;
 use crate::dto::{HitDto, SearchRequest, SearchResponse};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{retrieval_audit, AppState};
@@ -7,7 +8,11 @@ use actix_web::{web, HttpResponse};
 use docent_core::AccessFilter;
 use docent_retrieve::search::Mode;
 
-pub async fn search(state: web::Data<AppState>, body: web::Json<SearchRequest>) -> ApiResult<HttpResponse> {
+pub async fn search(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: web::Json<SearchRequest>,
+) -> ApiResult<HttpResponse> {
     let req = body.into_inner();
     if req.query.trim().is_empty() {
         return Err(ApiError::BadRequest("`query` is empty".to_owned()));
@@ -20,7 +25,7 @@ pub async fn search(state: web::Data<AppState>, body: web::Json<SearchRequest>) 
         None => Mode::Hybrid,
         Some(m) => m.parse().map_err(ApiError::BadRequest)?,
     };
-    let mut filter = AccessFilter::for_principal(&state.principal());
+    let mut filter = AccessFilter::for_principal(&caller.0);
     filter.collections = req.collection.into_iter().collect();
     filter.doc_ids = req.document_ids;
     filter.tags = req.tags;
@@ -30,7 +35,7 @@ pub async fn search(state: web::Data<AppState>, body: web::Json<SearchRequest>) 
     let mut detail = retrieval_audit(&req.query, &filter, &out.hits);
     detail["mode"] = serde_json::json!(req.mode.as_deref().unwrap_or("hybrid"));
     detail["k"] = serde_json::json!(k);
-    state.audit("search", detail).await?;
+    state.audit(&caller.0, "search", detail).await?;
     Ok(HttpResponse::Ok().json(SearchResponse {
         hits: out.hits.into_iter().map(HitDto::from).collect(),
         timings_us: out.timings,
