@@ -76,7 +76,7 @@ impl Store {
     pub async fn audit(&self, actor: &str, action: &str, detail: &serde_json::Value) -> Result<AuditRecord> {
         let detail = detail.to_string();
         let _local = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(AUDIT_LOCK)

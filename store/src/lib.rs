@@ -237,6 +237,22 @@ impl Store {
             .collect()
     }
 
+    /// A transaction that holds the write lock from its first statement.
+    /// SQLite's deferred transactions take their read snapshot at the first
+    /// SELECT; if another connection commits before their first write, that
+    /// write fails at once with SQLITE_BUSY_SNAPSHOT (busy_timeout does not
+    /// apply). A no-op write first takes the lock, waiting up to the busy
+    /// timeout, before anything is read. PostgreSQL needs nothing.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Sqlite {
+            sqlx::query("UPDATE chunk_changes SET seq = seq WHERE 1 = 0")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
@@ -296,7 +312,7 @@ impl Store {
     /// stale and is removed instead. Returns the removed documents' ids and
     /// content hashes; the caller then deletes their index entries and blobs.
     pub async fn commit_ready(&self, id: Uuid) -> Result<Vec<(Uuid, String)>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let me = id.to_string();
         let row = sqlx::query("SELECT collection, source, content_hash FROM documents WHERE id = $1")
             .bind(&me)

@@ -2,10 +2,10 @@
 //! before any handler runs, and handlers take the result as [`Caller`].
 //!
 //! - `Authorization: Bearer dk_...` is looked up (by hash) among live API
-//!   keys; an unknown or revoked key is 401, whatever the other settings.
-//! - Without a header: 401 when `access.require_auth` is on; otherwise the
-//!   request runs as the local default principal (the embedded, one-user
-//!   setup).
+//!   keys; an unknown or revoked docent key is 401, whatever the settings.
+//! - Without a docent key: 401 when `access.require_auth` is on; otherwise
+//!   the request runs as the local default principal (the embedded,
+//!   one-user setup; OpenAI clients' placeholder keys are ignored).
 //! - Each principal has a token bucket (`access.rate_limit_per_minute`,
 //!   per replica): past it, 429 with Retry-After.
 //!
@@ -56,6 +56,9 @@ impl FromRequest for Caller {
     }
 }
 
+/// Every docent API key starts with this.
+const KEY_PREFIX: &str = "dk_";
+
 fn is_public(path: &str) -> bool {
     !path.starts_with("/v1/")
 }
@@ -78,6 +81,12 @@ async fn authenticate(state: &AppState, req: &ServiceRequest) -> Result<Principa
         .map(str::trim)
         .filter(|k| !k.is_empty())
         .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <API key>`".to_owned()))?;
+    // OpenAI clients always send some key ("unused", "sk-..."). Without
+    // required sign-in, a token that is not a docent key is ignored; a
+    // docent key must be valid.
+    if !state.cfg.require_auth && !key.starts_with(KEY_PREFIX) {
+        return Ok(Principal::default_user());
+    }
     match state.store.find_api_key(key).await? {
         Some(k) => Ok(k.principal()),
         None => Err(ApiError::Unauthorized("unknown or revoked API key".to_owned())),
