@@ -325,9 +325,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
         Cmd::Keys { what } => keys_cmd(&cfg, what).await,
         Cmd::Migrate => {
             let url = cfg.database_url();
-            let store = docent_store::Store::connect(&url)
-                .await
-                .with_context(|| format!("migrating {}", docent::config::redact_url(&url)))?;
+            let store = open_store(&cfg).await?;
             let applied = store.applied_migrations().await?;
             println!(
                 "{}: schema at migration {} ({} applied)",
@@ -703,11 +701,16 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn keys_cmd(cfg: &Config, what: KeysCmd) -> anyhow::Result<()> {
+/// The SQL store alone (migrated), for the commands that need nothing else.
+async fn open_store(cfg: &Config) -> anyhow::Result<docent_store::Store> {
     let url = cfg.database_url();
-    let store = docent_store::Store::connect(&url)
+    docent_store::Store::connect(&url)
         .await
-        .with_context(|| format!("opening {}", docent::config::redact_url(&url)))?;
+        .with_context(|| format!("opening {}", docent::config::redact_url(&url)))
+}
+
+async fn keys_cmd(cfg: &Config, what: KeysCmd) -> anyhow::Result<()> {
+    let store = open_store(cfg).await?;
     // Key changes are audited, as the operator running the CLI.
     let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned()));
     match what {
@@ -752,10 +755,7 @@ async fn keys_cmd(cfg: &Config, what: KeysCmd) -> anyhow::Result<()> {
 }
 
 async fn audit_cmd(cfg: &Config, what: AuditCmd) -> anyhow::Result<()> {
-    let url = cfg.database_url();
-    let store = docent_store::Store::connect(&url)
-        .await
-        .with_context(|| format!("opening {}", docent::config::redact_url(&url)))?;
+    let store = open_store(cfg).await?;
     match what {
         AuditCmd::Verify => {
             let v = store.verify_audit().await?;

@@ -251,6 +251,23 @@ pub struct Job {
     pub worker: Option<String>,
 }
 
+impl Job {
+    /// A new job for `doc_id`, waiting to be claimed.
+    pub fn queued(doc_id: Uuid) -> Self {
+        let now = crate::now_rfc3339();
+        Self {
+            id: Uuid::now_v7(),
+            doc_id,
+            status: DocStatus::Queued,
+            progress: 0.0,
+            error: None,
+            created_at: now.clone(),
+            updated_at: now,
+            worker: None,
+        }
+    }
+}
+
 /// A chat message handed to a chat model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {

@@ -279,18 +279,9 @@ impl Ingestor {
             tags: new.tags,
             date: new.date,
             created_at: now.clone(),
-            updated_at: now.clone(),
-        };
-        let job = Job {
-            id: Uuid::now_v7(),
-            doc_id: doc.id,
-            status: DocStatus::Queued,
-            progress: 0.0,
-            error: None,
-            created_at: now.clone(),
             updated_at: now,
-            worker: None,
         };
+        let job = Job::queued(doc.id);
         self.store.insert_document(&doc).await?;
         // Attachments are run by the process that found them.
         if self.claim_on_submit.load(std::sync::atomic::Ordering::SeqCst) || parent_id.is_some() {
@@ -667,18 +658,7 @@ impl Ingestor {
         let mut created = 0;
         for d in self.store.unfinished_documents().await? {
             if self.store.latest_job(d.id).await?.is_none() {
-                let now = now_rfc3339();
-                let j = Job {
-                    id: Uuid::now_v7(),
-                    doc_id: d.id,
-                    status: DocStatus::Queued,
-                    progress: 0.0,
-                    error: None,
-                    created_at: now.clone(),
-                    updated_at: now,
-                    worker: None,
-                };
-                self.store.insert_job(&j).await?;
+                self.store.insert_job(&Job::queued(d.id)).await?;
                 created += 1;
             }
         }

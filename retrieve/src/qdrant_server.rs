@@ -203,13 +203,17 @@ impl ServerVectorIndex {
         &self.collection
     }
 
+    /// The server's description of the collection.
+    fn raw_info(&self) -> BackendResult<qdrant_client::qdrant::CollectionInfo> {
+        let name = self.collection.clone();
+        self.run("collection_info", move |c| async move { c.collection_info(name).await })?
+            .result
+            .ok_or_else(|| backend_err(ServerIndexError::EmptyAnswer { op: "collection_info" }))
+    }
+
     /// Status, sizes and settings of the collection as the server reports them.
     pub fn info(&self) -> BackendResult<ServerIndexInfo> {
-        let name = self.collection.clone();
-        let info = self
-            .run("collection_info", move |c| async move { c.collection_info(name).await })?
-            .result
-            .ok_or_else(|| backend_err(ServerIndexError::EmptyAnswer { op: "collection_info" }))?;
+        let info = self.raw_info()?;
         let params = info.config.as_ref().and_then(|c| c.params.as_ref());
         let vector = match params
             .and_then(|p| p.vectors_config.as_ref())
@@ -365,11 +369,7 @@ impl ServerVectorIndex {
                 }
             }
         }
-        let name = self.collection.clone();
-        let info = self
-            .run("collection_info", move |c| async move { c.collection_info(name).await })?
-            .result
-            .ok_or_else(|| backend_err(ServerIndexError::EmptyAnswer { op: "collection_info" }))?;
+        let info = self.raw_info()?;
         let params = info.config.as_ref().and_then(|c| c.params.as_ref());
         match params
             .and_then(|p| p.vectors_config.as_ref())
@@ -422,11 +422,7 @@ impl ServerVectorIndex {
     }
 
     fn ensure_payload_indexes(&self) -> BackendResult<()> {
-        let name = self.collection.clone();
-        let info = self
-            .run("collection_info", move |c| async move { c.collection_info(name).await })?
-            .result
-            .ok_or_else(|| backend_err(ServerIndexError::EmptyAnswer { op: "collection_info" }))?;
+        let info = self.raw_info()?;
         for (field, field_type, schema) in PAYLOAD_INDEXES {
             match info.payload_schema.get(field) {
                 Some(existing) if existing.data_type == schema as i32 => continue,

@@ -642,18 +642,9 @@ impl Store {
 
     // ---- jobs ------------------------------------------------------------
 
+    /// Records a job that any replica's workers may claim.
     pub async fn insert_job(&self, job: &Job) -> Result<()> {
-        sqlx::query("INSERT INTO jobs (id, doc_id, status, progress, error, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(job.id.to_string())
-            .bind(job.doc_id.to_string())
-            .bind(job.status.as_str())
-            .bind(f64::from(job.progress))
-            .bind(job.error.clone())
-            .bind(&job.created_at)
-            .bind(&job.updated_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.insert_job_with_claim(job, None).await
     }
 
     pub async fn update_job(&self, id: Uuid, status: DocStatus, progress: f32, error: Option<&str>) -> Result<()> {

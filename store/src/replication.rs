@@ -144,9 +144,13 @@ impl Store {
     /// Records a job already claimed by `replica` (a process that runs
     /// what it submits: the CLI, attachments found during a run).
     pub async fn insert_job_claimed(&self, job: &docent_core::Job, replica: &str, lease_secs: i64) -> Result<()> {
+        self.insert_job_with_claim(job, Some((replica, lease_secs))).await
+    }
+
+    pub(crate) async fn insert_job_with_claim(&self, job: &docent_core::Job, claim: Option<(&str, i64)>) -> Result<()> {
         sqlx::query(
             "INSERT INTO jobs (id, doc_id, status, progress, error, created_at, updated_at, claimed_by, lease_until, attempts)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(job.id.to_string())
         .bind(job.doc_id.to_string())
@@ -155,8 +159,9 @@ impl Store {
         .bind(job.error.clone())
         .bind(&job.created_at)
         .bind(&job.updated_at)
-        .bind(replica)
-        .bind(unix_now() + lease_secs)
+        .bind(claim.map(|(replica, _)| replica.to_owned()))
+        .bind(claim.map(|(_, lease)| unix_now() + lease))
+        .bind(i64::from(claim.is_some()))
         .execute(&self.pool)
         .await?;
         Ok(())

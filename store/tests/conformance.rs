@@ -213,17 +213,7 @@ async fn suite(store: Store) {
 }
 
 fn job_for(doc_id: Uuid) -> Job {
-    let now = now_rfc3339();
-    Job {
-        id: Uuid::now_v7(),
-        doc_id,
-        status: DocStatus::Queued,
-        progress: 0.0,
-        error: None,
-        created_at: now.clone(),
-        updated_at: now,
-        worker: None,
-    }
+    Job::queued(doc_id)
 }
 
 /// Job claims and the change log: what lets replicas share the store.
