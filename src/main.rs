@@ -690,8 +690,10 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     following.abort();
     // Flush the indexes: a clean stop leaves nothing for the next repair.
+    // (No optimization here: it can take minutes on a large index, past an
+    // orchestrator's kill deadline; ingest runs it after every batch.)
     let vectors = Arc::clone(&c.vectors);
-    match tokio::task::spawn_blocking(move || vectors.flush().and_then(|()| vectors.maintain())).await {
+    match tokio::task::spawn_blocking(move || vectors.flush()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "flushing the vector index failed"),
         Err(e) => tracing::warn!(error = %e, "flushing the vector index panicked"),
