@@ -213,6 +213,10 @@ pub struct Access {
     /// Requests per principal per minute, per replica (0 = unlimited);
     /// past it, 429 with Retry-After.
     pub rate_limit_per_minute: u32,
+    /// Mask PHI/PII (e-mail, phone, date of birth, SSN/NI, policy/member/
+    /// record numbers, titled or labelled names) in audit records:
+    /// "healthcare" or "off".
+    pub redact_audit: String,
 }
 
 impl Default for Server {
@@ -341,6 +345,7 @@ impl Default for Access {
             default_labels: vec![docent_core::access::DEFAULT_GROUP.into()],
             require_auth: false,
             rate_limit_per_minute: 0,
+            redact_audit: "healthcare".into(),
         }
     }
 }
@@ -447,6 +452,9 @@ impl Config {
         }
         if !matches!(self.retrieval.fusion.as_str(), "rrf" | "convex") {
             return bad("retrieval.fusion must be \"rrf\" or \"convex\"");
+        }
+        if docent_core::redact::Preset::parse(&self.access.redact_audit).is_none() {
+            return bad("access.redact_audit must be \"healthcare\" or \"off\"");
         }
         if self.access.default_labels.is_empty() {
             return bad("access.default_labels must name at least one label");

@@ -659,6 +659,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             require_auth: cfg.access.require_auth,
         },
         limiter: docent_web::auth::RateLimiter::new(cfg.access.rate_limit_per_minute),
+        audit_redactor: docent_core::redact::Preset::parse(&cfg.access.redact_audit)
+            .and_then(docent_core::redact::Redactor::preset),
         provenance: {
             let cfg = cfg.clone();
             docent_web::ModelProvenance::new(move || model_provenance(&cfg).map_err(|e| format!("{e:#}")))

@@ -18,6 +18,13 @@ async fn every_search_and_answer_is_audited_and_tampering_is_detected() {
     let hits = server.search("quarantine period Zorblax fever", "hybrid").await;
     assert_eq!(hits[0]["document_id"], doc.as_str());
     let top_chunk = hits[0]["chunk_id"].as_str().expect("chunk id").to_owned();
+    // A query carrying PHI: the audit record keeps its shape, not the data.
+    server
+        .search(
+            "quarantine for patient: John Doe, DOB: 03/12/1980, jane.doe@example.org",
+            "bm25",
+        )
+        .await;
     // A question nothing covers: retrieval runs, the model does not.
     let events = server
         .chat(serde_json::json!({"question": "What is the boiling point of tungsten in kelvin?"}))
@@ -52,7 +59,14 @@ async fn every_search_and_answer_is_audited_and_tampering_is_detected() {
     let actions: Vec<&str> = records.iter().filter_map(|r| r["action"].as_str()).collect();
     assert_eq!(
         actions,
-        ["document.upload", "search", "chat", "answer", "document.delete"],
+        [
+            "document.upload",
+            "search",
+            "search",
+            "chat",
+            "answer",
+            "document.delete"
+        ],
         "{records:?}"
     );
     let search = &records[1];
@@ -66,8 +80,12 @@ async fn every_search_and_answer_is_audited_and_tampering_is_detected() {
         .filter_map(Value::as_str)
         .collect();
     assert!(ids.contains(&top_chunk.as_str()), "{search}");
-    assert_eq!(records[3]["detail"]["abstained"], true);
-    assert!(records[3]["detail"]["model"].is_string());
+    assert_eq!(
+        records[2]["detail"]["query"], "quarantine for [NAME], [DOB], [EMAIL]",
+        "PHI masked in the audit trail (access.redact_audit = healthcare)"
+    );
+    assert_eq!(records[4]["detail"]["abstained"], true);
+    assert!(records[4]["detail"]["model"].is_string());
     assert!(records.windows(2).all(|w| w[1]["prev_hash"] == w[0]["hash"]));
 
     // Someone edits the search record directly in the database.

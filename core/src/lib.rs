@@ -6,6 +6,7 @@
 pub mod access;
 pub mod error;
 pub mod model;
+pub mod redact;
 pub mod traits;
 
 pub use access::{AccessFilter, AccessRole, Principal};

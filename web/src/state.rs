@@ -80,6 +80,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Requests per principal per minute (`access.rate_limit_per_minute`).
     pub limiter: crate::auth::RateLimiter,
+    /// Masks PHI/PII in audit records (`access.redact_audit`).
+    pub audit_redactor: Option<docent_core::redact::Redactor>,
 }
 
 impl AppState {
@@ -118,8 +120,11 @@ impl AppState {
         &self,
         caller: &Principal,
         action: &str,
-        detail: serde_json::Value,
+        mut detail: serde_json::Value,
     ) -> crate::error::ApiResult<()> {
+        if let Some(r) = &self.audit_redactor {
+            r.mask_json(&mut detail);
+        }
         self.store.audit(&caller.user, action, &detail).await.map_err(|e| {
             tracing::error!(action, error = %e, "audit append failed; refusing the request");
             crate::error::ApiError::Store(e)
