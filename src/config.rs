@@ -29,6 +29,9 @@ pub struct Server {
     /// On SIGTERM/SIGINT: seconds to let in-flight requests and ingest jobs
     /// finish before unfinished jobs are handed back to other replicas.
     pub shutdown_grace_secs: u64,
+    /// Origins (`scheme://host[:port]`) whose browser pages may call the
+    /// API; empty = none (same-origin only, the web chat included).
+    pub cors_allowed_origins: Vec<String>,
     /// This process's name in job claims. Empty: a stable id kept in
     /// `<data_dir>/replica_id` (so a restarted replica takes back its own
     /// interrupted jobs at once).
@@ -228,6 +231,7 @@ impl Default for Server {
             max_upload_mb: 64,
             max_json_kb: 256,
             shutdown_grace_secs: 20,
+            cors_allowed_origins: Vec::new(),
             replica_id: String::new(),
         }
     }
@@ -455,6 +459,15 @@ impl Config {
         }
         if docent_core::redact::Preset::parse(&self.access.redact_audit).is_none() {
             return bad("access.redact_audit must be \"healthcare\" or \"off\"");
+        }
+        for o in &self.server.cors_allowed_origins {
+            let ok = url::Url::parse(o)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.path() == "/" && !o.ends_with('/'));
+            if !ok {
+                return Err(ConfigError::Invalid(format!(
+                    "server.cors_allowed_origins entries must be origins like https://intranet.example, not {o:?}"
+                )));
+            }
         }
         if self.access.default_labels.is_empty() {
             return bad("access.default_labels must name at least one label");

@@ -657,6 +657,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             rewrite: docent_generate::rewrite::RewriteMode::parse(&cfg.generation.rewrite)
                 .unwrap_or(docent_generate::rewrite::RewriteMode::Merge),
             require_auth: cfg.access.require_auth,
+            cors_allowed_origins: cfg.server.cors_allowed_origins.clone(),
         },
         limiter: docent_web::auth::RateLimiter::new(cfg.access.rate_limit_per_minute),
         audit_redactor: docent_core::redact::Preset::parse(&cfg.access.redact_audit)

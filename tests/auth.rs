@@ -155,3 +155,44 @@ async fn api_keys_roles_revocation_and_rate_limits() {
     assert_eq!(code, "rate_limited");
     assert_eq!(search(&client(&carol), &server).await.status(), 200);
 }
+
+/// CORS is strict: only listed origins get a preflight answer and an
+/// `Access-Control-Allow-Origin` echo; others get 403 on preflight and no
+/// CORS headers (the browser withholds the response).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_only_listed_origins() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(
+        data.path(),
+        &[("DOCENT__SERVER__CORS_ALLOWED_ORIGINS", "[\"https://intranet.example\"]")],
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        c.request(reqwest::Method::OPTIONS, server.url("/v1/search"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "authorization, content-type")
+            .send()
+    };
+    let r = preflight("https://intranet.example").await.expect("preflight");
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        r.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
+        Some(&b"https://intranet.example"[..])
+    );
+    assert!(r.headers().contains_key("access-control-allow-headers"));
+    let r = preflight("https://evil.example").await.expect("preflight");
+    assert_eq!(r.status(), 403);
+    assert_eq!(error_code(r).await, "forbidden");
+
+    let get = |origin: &'static str| c.get(server.url("/v1/documents")).header("Origin", origin).send();
+    let r = get("https://intranet.example").await.expect("get");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
+        Some(&b"https://intranet.example"[..])
+    );
+    let r = get("https://evil.example").await.expect("get");
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}

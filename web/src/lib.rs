@@ -7,6 +7,7 @@
 //! engine thread and reaches the client through a channel.
 
 pub mod auth;
+pub mod cors;
 pub mod dto;
 pub mod error;
 pub mod metrics;
@@ -83,6 +84,7 @@ pub fn server(
                 }
             })
             .wrap(actix_web::middleware::from_fn(auth::middleware))
+            .wrap(actix_web::middleware::from_fn(cors::middleware))
             .wrap(tracing_actix())
             .configure(|c| configure(c, state.clone()))
     })

@@ -25,6 +25,8 @@ pub struct WebConfig {
     pub rewrite: docent_generate::rewrite::RewriteMode,
     /// Refuse `/v1` requests without an API key (401).
     pub require_auth: bool,
+    /// Origins allowed to call the API from a browser (exact match).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 type ProvenanceFn = dyn Fn() -> Result<Vec<serde_json::Value>, String> + Send + Sync;
