@@ -542,7 +542,13 @@ impl Ingestor {
         let mut out = Vec::with_capacity(prepared.len());
         for (_, p) in prepared {
             lock_set(&self.applied_locally).insert(p.doc.id);
-            for (old, hash) in self.store.commit_ready(p.doc.id).await? {
+            let removed = self.store.commit_ready(p.doc.id).await;
+            if !matches!(&removed, Ok(r) if !r.iter().any(|(old, _)| *old == p.doc.id)) {
+                // Not flipped (stale, or the commit failed): no `ready`
+                // entry will come for the follower to skip.
+                lock_set(&self.applied_locally).remove(&p.doc.id);
+            }
+            for (old, hash) in removed? {
                 info!(doc_id = %p.doc.id, removed = %old, "one version of the source replaces another");
                 self.remove_from_indexes(old).await?;
                 self.remove_blob_if_unused(&hash).await?;

@@ -60,17 +60,7 @@ async fn suite(store: Store) {
     assert!(store.find_by_hash("c2", "h1").await.expect("find").is_none());
 
     // Jobs.
-    let now = now_rfc3339();
-    let job = Job {
-        id: Uuid::now_v7(),
-        doc_id: d.id,
-        status: DocStatus::Queued,
-        progress: 0.0,
-        error: None,
-        created_at: now.clone(),
-        updated_at: now,
-        worker: None,
-    };
+    let job = Job::queued(d.id);
     store.insert_job(&job).await.expect("job");
     store
         .update_job(job.id, DocStatus::Embedding, 0.5, None)
