@@ -9,6 +9,9 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use uuid::Uuid;
 
+/// Web-chat sessions, the other stored credential.
+mod sessions;
+
 /// A stored key (never the key itself).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ApiKey {

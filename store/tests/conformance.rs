@@ -341,7 +341,7 @@ async fn replication_suite(store: Store) {
     let log = store.changes_since(before, 1000).await.expect("changes");
     assert_eq!(log.len(), 40);
     let migrations = store.applied_migrations().await.expect("migrations");
-    assert_eq!(migrations.last().map(|(v, _)| *v), Some(8));
+    assert_eq!(migrations.last().map(|(v, _)| *v), Some(9));
 }
 
 /// The audit trail: concurrent appends form one chain; an edited or a
@@ -429,6 +429,34 @@ async fn keys_suite(store: Store) {
     assert!(listed.iter().any(|k| k.id == key.id && k.revoked_at.is_some()));
 }
 
+/// Web-chat sessions: found by the token only, hashes stored, the CSRF
+/// token checked, gone once revoked or expired.
+async fn sessions_suite(store: Store) {
+    use docent_core::{AccessRole, Principal};
+    let p = Principal {
+        user: "alice".to_owned(),
+        groups: vec!["ward-a".to_owned()],
+        role: AccessRole::Editor,
+    };
+    let token = format!("session-{}", Uuid::new_v4());
+    let s = store.create_session(&p, &token, 3600).await.expect("create");
+    let found = store.find_session(&token).await.expect("find").expect("live session");
+    assert_eq!(found, s);
+    assert_eq!(found.principal(), p);
+    assert!(found.csrf_matches(&s.csrf_token));
+    assert!(!found.csrf_matches("wrong"));
+    assert!(!found.csrf_matches(&token));
+    assert_ne!(s.csrf_token, token);
+    assert!(store.find_session("session-wrong").await.expect("find").is_none());
+    // Expired (a lifetime of 0 s ends within the current second).
+    let old = format!("session-{}", Uuid::new_v4());
+    store.create_session(&p, &old, 0).await.expect("create");
+    assert!(store.find_session(&old).await.expect("find").is_none());
+    assert!(store.revoke_session(s.id).await.expect("revoke"));
+    assert!(!store.revoke_session(s.id).await.expect("revoke twice"));
+    assert!(store.find_session(&token).await.expect("find").is_none());
+}
+
 #[tokio::test]
 async fn sqlite_conformance() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -440,6 +468,7 @@ async fn sqlite_conformance() {
     println!("store conformance: sqlite replication (claims, leases, change log) passed");
     audit_suite(store.clone(), &url).await;
     keys_suite(store.clone()).await;
+    sessions_suite(store.clone()).await;
     // Reopening runs migrations idempotently.
     store.close().await;
     Store::connect(&url).await.expect("reopen");
@@ -470,6 +499,7 @@ async fn postgres_conformance() {
     println!("store conformance: postgres replication (SKIP LOCKED claims, leases, change log) passed");
     audit_suite(store.clone(), &url).await;
     keys_suite(store.clone()).await;
+    sessions_suite(store.clone()).await;
     store.close().await;
     // The server may still count the just-closed sessions for a moment;
     // FORCE (PostgreSQL 13+) ends any that linger.
