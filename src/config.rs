@@ -220,6 +220,39 @@ pub struct Access {
     /// record numbers, titled or labelled names) in audit records:
     /// "healthcare" or "off".
     pub redact_audit: String,
+    /// Sign-in with an OpenID Connect provider's ID tokens (bearer JWTs
+    /// and web-chat sessions); off unless `issuer` is set.
+    pub oidc: Oidc,
+    /// How long a web-chat session lasts from sign-in (seconds),
+    /// independent of the ID token's own lifetime.
+    pub session_ttl_secs: u64,
+}
+
+/// `[access.oidc]`: ID tokens are JWTs checked against the issuer's keys
+/// (RS256/ES256 only): signature, `iss`, `aud`, `exp`/`nbf`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Oidc {
+    /// The exact `iss` of accepted tokens; setting it turns OIDC on.
+    pub issuer: Option<String>,
+    /// What the tokens' `aud` must contain (docent's client id).
+    pub audience: Option<String>,
+    /// The issuer's keys as a local JWKS file (air-gapped setups) ...
+    pub jwks_file: Option<PathBuf>,
+    /// ... or the issuer's `jwks_uri`, fetched at startup.
+    pub jwks_url: Option<String>,
+    /// Least seconds between two reloads of the keys (a token naming an
+    /// unknown `kid` triggers one: key rotation).
+    pub jwks_refresh_secs: u64,
+    /// The claim naming the user (falls back to `sub`).
+    pub user_claim: String,
+    /// The claim listing the user's groups (a dotted path reaches into
+    /// objects, e.g. "realm_access.roles"); no claim = no groups.
+    pub groups_claim: String,
+    /// The claim holding "reader", "editor" or "admin"; missing = reader.
+    pub role_claim: String,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway_secs: u64,
 }
 
 impl Default for Server {
@@ -350,6 +383,24 @@ impl Default for Access {
             require_auth: false,
             rate_limit_per_minute: 0,
             redact_audit: "healthcare".into(),
+            oidc: Oidc::default(),
+            session_ttl_secs: 8 * 3600,
+        }
+    }
+}
+
+impl Default for Oidc {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 60,
+            user_claim: "preferred_username".into(),
+            groups_claim: "groups".into(),
+            role_claim: "docent_role".into(),
+            leeway_secs: 30,
         }
     }
 }
@@ -474,7 +525,81 @@ impl Config {
         }
         self.validate_storage()?;
         self.validate_upstream()?;
+        self.validate_oidc()?;
         Ok(())
+    }
+
+    /// `access.oidc` and the session lifetime.
+    fn validate_oidc(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        let a = &self.access;
+        if !(60..=30 * 86_400).contains(&a.session_ttl_secs) {
+            return invalid("access.session_ttl_secs must be between 60 and 2592000 (30 days)".to_owned());
+        }
+        let o = &a.oidc;
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.trim().is_empty());
+        if !set(&o.issuer) {
+            if set(&o.audience) || o.jwks_file.is_some() || set(&o.jwks_url) {
+                return invalid("access.oidc.issuer is required to turn on OIDC sign-in".to_owned());
+            }
+            return Ok(());
+        }
+        if !set(&o.audience) {
+            return invalid(
+                "access.oidc.audience (docent's client id at the issuer) is required with access.oidc.issuer"
+                    .to_owned(),
+            );
+        }
+        match (&o.jwks_file, &o.jwks_url) {
+            (Some(_), None) => {}
+            (None, Some(url)) => match url::Url::parse(url) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                _ => return invalid(format!("access.oidc.jwks_url must be an http(s) URL, not {url:?}")),
+            },
+            _ => {
+                return invalid(
+                    "access.oidc needs exactly one of jwks_file (a local JWKS JSON file) or jwks_url (the issuer's \
+                     jwks_uri)"
+                        .to_owned(),
+                )
+            }
+        }
+        for (name, v) in [
+            ("user_claim", &o.user_claim),
+            ("groups_claim", &o.groups_claim),
+            ("role_claim", &o.role_claim),
+        ] {
+            if v.trim().is_empty() {
+                return invalid(format!("access.oidc.{name} must name a claim"));
+            }
+        }
+        if o.leeway_secs > 600 {
+            return invalid("access.oidc.leeway_secs must be at most 600".to_owned());
+        }
+        Ok(())
+    }
+
+    /// What the OIDC verifier needs; `None` when OIDC sign-in is off.
+    /// Call after [`Config::validate`].
+    pub fn oidc_settings(&self) -> Option<docent_web::oidc::OidcSettings> {
+        use docent_web::oidc::{JwksSource, OidcSettings};
+        let o = &self.access.oidc;
+        let issuer = o.issuer.clone().filter(|s| !s.trim().is_empty())?;
+        let jwks = match (&o.jwks_file, &o.jwks_url) {
+            (Some(f), _) => JwksSource::File(f.clone()),
+            (None, Some(u)) => JwksSource::Url(u.clone()),
+            (None, None) => return None,
+        };
+        Some(OidcSettings {
+            issuer,
+            audience: o.audience.clone().unwrap_or_default(),
+            jwks,
+            user_claim: o.user_claim.clone(),
+            groups_claim: o.groups_claim.clone(),
+            role_claim: o.role_claim.clone(),
+            leeway_secs: o.leeway_secs,
+            jwks_refresh_secs: o.jwks_refresh_secs,
+        })
     }
 
     /// Database and vector-store URLs, the replication knobs.
@@ -728,6 +853,59 @@ mod tests {
         let c = from_toml("[generation]\nupstream_allow = \"10.0.0.0/8, llm.internal\"").expect("valid");
         assert_eq!(c.generation.upstream_allow, ["10.0.0.0/8", "llm.internal"]);
         assert_eq!(Config::default().generation.backend, "mistralrs");
+    }
+
+    #[test]
+    fn oidc_settings_load_and_validate() {
+        assert!(Config::default().oidc_settings().is_none());
+        let c = from_toml(
+            r#"
+            [access]
+            session_ttl_secs = 3600
+            [access.oidc]
+            issuer = "https://sso.example/realms/staff"
+            audience = "docent"
+            jwks_url = "https://sso.example/realms/staff/protocol/openid-connect/certs"
+            groups_claim = "realm_access.roles"
+            "#,
+        )
+        .expect("valid");
+        let s = c.oidc_settings().expect("on");
+        assert_eq!(s.audience, "docent");
+        assert_eq!(s.groups_claim, "realm_access.roles");
+        assert_eq!(
+            (s.role_claim.as_str(), s.user_claim.as_str()),
+            ("docent_role", "preferred_username")
+        );
+        assert_eq!(s.leeway_secs, 30);
+        assert_eq!(c.access.session_ttl_secs, 3600);
+        let cases = [
+            ("audience = \"docent\"", "access.oidc.issuer is required"),
+            ("issuer = \"https://i\"\njwks_file = \"k.json\"", "access.oidc.audience"),
+            ("issuer = \"https://i\"\naudience = \"d\"", "exactly one of jwks_file"),
+            (
+                "issuer = \"https://i\"\naudience = \"d\"\njwks_file = \"k.json\"\njwks_url = \"https://i/k\"",
+                "exactly one of jwks_file",
+            ),
+            (
+                "issuer = \"https://i\"\naudience = \"d\"\njwks_url = \"file:///k\"",
+                "jwks_url must be",
+            ),
+            (
+                "issuer = \"https://i\"\naudience = \"d\"\njwks_file = \"k.json\"\nrole_claim = \"\"",
+                "role_claim",
+            ),
+        ];
+        for (toml, expect) in cases {
+            let e = from_toml(&format!("[access.oidc]\n{toml}"))
+                .expect_err(toml)
+                .to_string();
+            assert!(e.contains(expect), "{toml}: {e}");
+        }
+        let e = from_toml("[access]\nsession_ttl_secs = 5")
+            .expect_err("ttl")
+            .to_string();
+        assert!(e.contains("session_ttl_secs"), "{e}");
     }
 
     #[test]

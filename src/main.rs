@@ -603,6 +603,15 @@ async fn bench(cfg: Config, what: BenchCmd) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // Sign-in keys first: a wrong JWKS file or URL stops startup at once.
+    let oidc = match cfg.oidc_settings() {
+        Some(s) => Some(Arc::new(
+            docent_web::oidc::Verifier::load(s)
+                .await
+                .context("loading the OIDC issuer's signing keys (access.oidc)")?,
+        )),
+        None => None,
+    };
     let c = Components::build(&cfg).await?;
     let chat = c.chat_model().await?;
     let support = c.support_model().await?;
@@ -658,6 +667,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
                 .unwrap_or(docent_generate::rewrite::RewriteMode::Merge),
             require_auth: cfg.access.require_auth,
             cors_allowed_origins: cfg.server.cors_allowed_origins.clone(),
+            session_ttl_secs: cfg.access.session_ttl_secs,
         },
         limiter: docent_web::auth::RateLimiter::new(cfg.access.rate_limit_per_minute),
         audit_redactor: docent_core::redact::Preset::parse(&cfg.access.redact_audit)
@@ -667,6 +677,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             docent_web::ModelProvenance::new(move || model_provenance(&cfg).map_err(|e| format!("{e:#}")))
         },
         metrics,
+        oidc,
     };
     let grace = cfg.server.shutdown_grace_secs;
     let server = docent_web::server(listener, state, cfg.server.workers, grace)?;

@@ -24,6 +24,10 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A state-changing request signed in by session cookie without the
+    /// session's CSRF token (`X-CSRF-Token`).
+    #[error("{0}")]
+    CsrfFailed(String),
     #[error("too many requests: retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error(transparent)]
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::CsrfFailed(_) => "csrf_failed",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Ingest(e) => match e {
                 IngestError::UnsupportedType(_) | IngestError::TypeMismatch(_) => "unsupported_media_type",
@@ -83,7 +88,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::CsrfFailed(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Ingest(e) => match e {
                 IngestError::UnsupportedType(_) | IngestError::TypeMismatch(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

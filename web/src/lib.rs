@@ -11,6 +11,7 @@ pub mod cors;
 pub mod dto;
 pub mod error;
 pub mod metrics;
+pub mod oidc;
 pub mod routes;
 pub mod state;
 
@@ -33,6 +34,9 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/healthz", web::get().to(routes::health::healthz))
         .route("/readyz", web::get().to(routes::health::readyz))
         .route("/metrics", web::get().to(routes::health::metrics))
+        .route("/auth/session", web::post().to(routes::session::create))
+        .route("/auth/session", web::get().to(routes::session::get))
+        .route("/auth/session", web::delete().to(routes::session::delete))
         .route("/v1/documents", web::post().to(routes::documents::upload))
         .route("/v1/documents", web::get().to(routes::documents::list))
         .route("/v1/documents/{id}", web::get().to(routes::documents::get))

@@ -27,6 +27,8 @@ pub struct WebConfig {
     pub require_auth: bool,
     /// Origins allowed to call the API from a browser (exact match).
     pub cors_allowed_origins: Vec<String>,
+    /// Lifetime of a web-chat session (`access.session_ttl_secs`).
+    pub session_ttl_secs: u64,
 }
 
 type ProvenanceFn = dyn Fn() -> Result<Vec<serde_json::Value>, String> + Send + Sync;
@@ -84,6 +86,8 @@ pub struct AppState {
     pub limiter: crate::auth::RateLimiter,
     /// Masks PHI/PII in audit records (`access.redact_audit`).
     pub audit_redactor: Option<docent_core::redact::Redactor>,
+    /// Checks ID tokens (`access.oidc`); none: OIDC sign-in is off.
+    pub oidc: Option<Arc<crate::oidc::Verifier>>,
 }
 
 impl AppState {

@@ -7,3 +7,4 @@ pub mod documents;
 pub mod health;
 pub mod openai;
 pub mod search;
+pub mod session;
