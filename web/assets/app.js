@@ -3,6 +3,75 @@
 
 const $ = (id) => document.getElementById(id);
 let conversationId = null;
+// The web-chat session's CSRF token (POST /auth/session, GET /auth/session).
+// Kept in memory only; sent as X-CSRF-Token on every state-changing call.
+let csrfToken = null;
+
+// A /v1 call. Adds the CSRF token to state changes; a 401 (or a refused
+// CSRF token) shows the sign-in form.
+async function api(url, opts = {}) {
+  const method = (opts.method || "GET").toUpperCase();
+  const headers = { ...(opts.headers || {}) };
+  if (csrfToken && method !== "GET" && method !== "HEAD") headers["X-CSRF-Token"] = csrfToken;
+  const r = await fetch(url, { ...opts, headers });
+  if (r.status === 401 || r.status === 403) {
+    const e = await r.clone().json().catch(() => ({}));
+    const code = e.error && e.error.code;
+    if (r.status === 401 || code === "csrf_failed") showSignIn((e.error && e.error.message) || "Please sign in.");
+  }
+  return r;
+}
+
+function showSignIn(reason) {
+  csrfToken = null;
+  $("whoami").hidden = true;
+  $("signin-reason").textContent = reason;
+  $("signin-form").hidden = false;
+}
+
+function signedIn(s) {
+  csrfToken = s.csrf_token;
+  $("signin-form").hidden = true;
+  $("whoami-name").textContent = `Signed in as ${s.user} (${s.role})`;
+  $("whoami").hidden = false;
+}
+
+// Restores the CSRF token of an existing session (after a page reload).
+async function loadSession() {
+  const r = await fetch("/auth/session");
+  if (r.status === 200) signedIn(await r.json());
+}
+
+async function signIn(idToken) {
+  const status = $("signin-status");
+  status.textContent = "Signing in…";
+  const r = await fetch("/auth/session", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ id_token: idToken }),
+  });
+  const body = await r.json().catch(() => ({}));
+  if (!r.ok) {
+    status.textContent = "Sign-in failed: " + ((body.error && body.error.message) || r.status);
+    return;
+  }
+  status.textContent = "";
+  $("id-token").value = "";
+  signedIn(body);
+  refreshDocuments();
+  refreshConversations();
+}
+
+async function signOut() {
+  await fetch("/auth/session", { method: "DELETE", headers: csrfToken ? { "X-CSRF-Token": csrfToken } : {} });
+  csrfToken = null;
+  $("whoami").hidden = true;
+  conversationId = null;
+  $("messages").replaceChildren();
+  $("documents").replaceChildren();
+  $("conversations").replaceChildren();
+  showSignIn("Signed out.");
+}
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -14,7 +83,7 @@ function el(tag, attrs, ...children) {
 }
 
 async function refreshDocuments() {
-  const r = await fetch("/v1/documents");
+  const r = await api("/v1/documents");
   if (!r.ok) return;
   const { documents } = await r.json();
   const ul = $("documents");
@@ -23,7 +92,7 @@ async function refreshDocuments() {
 }
 
 async function refreshConversations() {
-  const r = await fetch("/v1/conversations");
+  const r = await api("/v1/conversations");
   if (!r.ok) return;
   const { conversations } = await r.json();
   $("conversations").replaceChildren(...conversations.map((c) => {
@@ -34,7 +103,7 @@ async function refreshConversations() {
 }
 
 async function openConversation(id) {
-  const r = await fetch(`/v1/conversations/${id}`);
+  const r = await api(`/v1/conversations/${id}`);
   if (!r.ok) return;
   const conv = await r.json();
   conversationId = id;
@@ -101,7 +170,7 @@ async function ask(question) {
   const box = el("div", { class: "msg bot" }, "");
   box.dataset.raw = "";
   msgs.append(box);
-  const r = await fetch("/v1/chat", {
+  const r = await api("/v1/chat", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(conversationId ? { question, conversation_id: conversationId } : { question }),
@@ -154,18 +223,21 @@ function upload(file) {
   form.append("file", file);
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/v1/documents");
+  if (csrfToken) xhr.setRequestHeader("X-CSRF-Token", csrfToken);
   xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = 0.3 * e.loaded / e.total; };
   xhr.onload = async () => {
     let body = {};
     try { body = JSON.parse(xhr.responseText); } catch (_) { /* keep empty */ }
     if (xhr.status >= 400) {
+      const code = body.error && body.error.code;
+      if (xhr.status === 401 || code === "csrf_failed") showSignIn((body.error && body.error.message) || "Please sign in.");
       status.textContent = "Failed: " + ((body.error && body.error.message) || xhr.status);
       bar.hidden = true;
       return;
     }
     if (!body.job_id) { status.textContent = "Already ingested."; bar.value = 1; refreshDocuments(); return; }
     for (;;) {
-      const j = await (await fetch(`/v1/jobs/${body.job_id}`)).json();
+      const j = await (await api(`/v1/jobs/${body.job_id}`)).json();
       bar.value = 0.3 + 0.7 * (j.progress || 0);
       status.textContent = `${file.name}: ${j.status}`;
       if (j.status === "ready" || j.status === "failed") {
@@ -198,6 +270,14 @@ document.addEventListener("DOMContentLoaded", () => {
     $("messages").replaceChildren();
     refreshConversations();
   });
-  refreshDocuments();
-  refreshConversations();
+  $("signin-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const t = $("id-token").value.trim();
+    if (t) signIn(t);
+  });
+  $("signout").addEventListener("click", signOut);
+  loadSession().finally(() => {
+    refreshDocuments();
+    refreshConversations();
+  });
 });
