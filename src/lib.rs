@@ -6,3 +6,4 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod eval;
+pub mod perf;

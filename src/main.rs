@@ -180,6 +180,10 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// `generate`, `embed`, `keyword`: docent's side of the comparison
+    /// with llama.cpp, fastembed-python and bm25s (scripts/bench-peers.sh).
+    #[command(flatten)]
+    Peer(docent::perf::PeerBench),
 }
 
 #[derive(Subcommand, Debug)]
@@ -554,13 +558,20 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn bench(cfg: Config, what: BenchCmd) -> anyhow::Result<()> {
-    let BenchCmd::Search {
-        dataset,
-        chunks,
-        k,
-        collection,
-        json,
-    } = what;
+    let (dataset, chunks, k, collection, json) = match what {
+        BenchCmd::Search {
+            dataset,
+            chunks,
+            k,
+            collection,
+            json,
+        } => (dataset, chunks, k, collection, json),
+        BenchCmd::Peer(what) => {
+            let report = docent::perf::run(&cfg, what).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            return Ok(());
+        }
+    };
     let c = Components::build(&cfg).await?;
     let r = docent::bench::search_bench(&c, &dataset, &collection, chunks, k, !json).await?;
     if json {
