@@ -17,9 +17,11 @@ use std::str::FromStr;
 use uuid::Uuid;
 
 mod audit;
+mod collections;
 mod keys;
 mod replication;
 pub use audit::{chain_hash, AuditRecord, AuditVerification, GENESIS};
+pub use collections::Collection;
 pub use keys::{key_hash, ApiKey};
 pub use replication::{Change, ChangeOp, Claim, MAX_ATTEMPTS};
 
@@ -72,6 +74,40 @@ fn parse_list(table: &'static str, s: &str) -> Result<Vec<String>> {
 
 fn to_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Inserts a document row; `inherited`: its labels follow its collection.
+pub(crate) async fn insert_document_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    doc: &Document,
+    inherited: bool,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at, supersedes, parent_id, tags, doc_date, access_inherited)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+    )
+    .bind(doc.id.to_string())
+    .bind(&doc.collection)
+    .bind(&doc.title)
+    .bind(&doc.source)
+    .bind(doc.kind.as_str())
+    .bind(&doc.content_hash)
+    .bind(i64::try_from(doc.size_bytes).unwrap_or(i64::MAX))
+    .bind(doc.pages.map(i64::from))
+    .bind(to_list(&doc.access))
+    .bind(doc.status.as_str())
+    .bind(doc.error.clone())
+    .bind(i64::from(doc.chunk_count))
+    .bind(&doc.created_at)
+    .bind(&doc.updated_at)
+    .bind(doc.supersedes.map(|u| u.to_string()))
+    .bind(doc.parent_id.map(|u| u.to_string()))
+    .bind(to_list(&doc.tags))
+    .bind(doc.date.clone())
+    .bind(i64::from(inherited))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn opt_u32(v: Option<i64>) -> Option<u32> {
@@ -265,30 +301,9 @@ impl Store {
     // ---- documents -------------------------------------------------------
 
     pub async fn insert_document(&self, doc: &Document) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO documents (id, collection, title, source, kind, content_hash, size_bytes, pages, access, status, error, chunk_count, created_at, updated_at, supersedes, parent_id, tags, doc_date)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        )
-        .bind(doc.id.to_string())
-        .bind(&doc.collection)
-        .bind(&doc.title)
-        .bind(&doc.source)
-        .bind(doc.kind.as_str())
-        .bind(&doc.content_hash)
-        .bind(i64::try_from(doc.size_bytes).unwrap_or(i64::MAX))
-        .bind(doc.pages.map(i64::from))
-        .bind(to_list(&doc.access))
-        .bind(doc.status.as_str())
-        .bind(doc.error.clone())
-        .bind(i64::from(doc.chunk_count))
-        .bind(&doc.created_at)
-        .bind(&doc.updated_at)
-        .bind(doc.supersedes.map(|u| u.to_string()))
-        .bind(doc.parent_id.map(|u| u.to_string()))
-        .bind(to_list(&doc.tags))
-        .bind(doc.date.clone())
-        .execute(&self.pool)
-        .await?;
+        let mut tx = self.pool.begin().await?;
+        insert_document_in(&mut tx, doc, false).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -422,14 +437,24 @@ impl Store {
     }
 
     /// Writes all chunks of a document and moves it to `indexing`, atomically.
-    /// Any chunks from an earlier attempt are replaced.
-    pub async fn put_chunks(&self, doc: &Document, pages: Option<u32>, chunks: &[Chunk]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+    /// Any chunks from an earlier attempt are replaced. The chunks get the
+    /// document's labels as stored now (a permission change may have come
+    /// since `doc` was read); returns them.
+    pub async fn put_chunks(&self, doc: &Document, pages: Option<u32>, chunks: &[Chunk]) -> Result<Vec<String>> {
+        let mut tx = self.begin_write().await?;
+        let labels = match sqlx::query("SELECT access FROM documents WHERE id = $1")
+            .bind(doc.id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(r) => parse_list("documents", &r.try_get::<String, _>("access")?)?,
+            None => doc.access.clone(),
+        };
         sqlx::query("DELETE FROM chunks WHERE doc_id = $1")
             .bind(doc.id.to_string())
             .execute(&mut *tx)
             .await?;
-        let access = to_list(&doc.access);
+        let access = to_list(&labels);
         for c in chunks {
             sqlx::query(
                 "INSERT INTO chunks (id, doc_id, ordinal, collection, access, text, page, heading_path, char_start, char_end, token_count)
@@ -459,7 +484,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(labels)
     }
 
     /// Deletes a document, its chunks and jobs. Returns whether it existed.
@@ -599,21 +624,28 @@ impl Store {
 
     /// Every chunk of ready documents with its access data, for reindexing.
     pub async fn ready_chunks_with_access(&self) -> Result<Vec<ChunkWithAccess>> {
-        self.ready_chunks_where(None).await
+        self.chunks_where(None, true).await
     }
 
     /// The chunks of one document, if it is ready (else none).
     pub async fn ready_chunks_of(&self, doc_id: Uuid) -> Result<Vec<ChunkWithAccess>> {
-        self.ready_chunks_where(Some(doc_id)).await
+        self.chunks_where(Some(doc_id), true).await
     }
 
-    async fn ready_chunks_where(&self, doc: Option<Uuid>) -> Result<Vec<ChunkWithAccess>> {
+    /// The chunks of one document whatever its status (one being indexed
+    /// may already be in the indexes).
+    pub async fn chunks_with_access_of(&self, doc_id: Uuid) -> Result<Vec<ChunkWithAccess>> {
+        self.chunks_where(Some(doc_id), false).await
+    }
+
+    async fn chunks_where(&self, doc: Option<Uuid>, ready_only: bool) -> Result<Vec<ChunkWithAccess>> {
         let sql = format!(
             "SELECT c.id, c.doc_id, c.ordinal, c.text, c.page, c.heading_path, c.char_start, c.char_end, c.token_count,
                     c.collection AS chunk_collection, c.access AS chunk_access, d.title AS doc_title,
                     d.tags AS doc_tags, d.doc_date AS doc_date, d.created_at AS doc_created
              FROM chunks c JOIN documents d ON d.id = c.doc_id
-             WHERE d.status = 'ready'{} ORDER BY c.doc_id, c.ordinal",
+             WHERE {}{} ORDER BY c.doc_id, c.ordinal",
+            if ready_only { "d.status = 'ready'" } else { "1 = 1" },
             if doc.is_some() { " AND d.id = $1" } else { "" }
         );
         let mut q = sqlx::query(&sql);

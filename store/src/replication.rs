@@ -32,6 +32,8 @@ pub enum ChangeOp {
     Ready,
     /// The document and its chunks are gone (deleted, replaced, failed).
     Delete,
+    /// The document's access labels changed (chunks unchanged).
+    Access,
 }
 
 impl ChangeOp {
@@ -39,6 +41,7 @@ impl ChangeOp {
         match self {
             Self::Ready => "ready",
             Self::Delete => "delete",
+            Self::Access => "access",
         }
     }
 
@@ -46,6 +49,7 @@ impl ChangeOp {
         match s {
             "ready" => Some(Self::Ready),
             "delete" => Some(Self::Delete),
+            "access" => Some(Self::Access),
             _ => None,
         }
     }
