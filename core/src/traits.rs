@@ -29,6 +29,9 @@ pub trait VectorIndex: Send + Sync {
     fn upsert(&self, chunks: &[IndexedChunk], vectors: &[Vec<f32>]) -> BackendResult<()>;
     fn delete_docs(&self, doc_ids: &[Uuid]) -> BackendResult<()>;
     fn delete_chunks(&self, chunk_ids: &[Uuid]) -> BackendResult<()>;
+    /// Replaces the access labels of every point of a document (a payload
+    /// update; vectors are kept). Visible to searches when it returns.
+    fn set_labels(&self, doc_id: Uuid, labels: &[String]) -> BackendResult<()>;
     fn search(&self, vector: &[f32], filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>>;
     /// Exhaustive (non-approximate) search, the reference that approximate
     /// search recall is measured against. Exact indexes need not override.

@@ -26,7 +26,7 @@ use qdrant_client::qdrant::{
     CreateFieldIndexCollectionBuilder, DeletePointsBuilder, Distance, FieldType, Filter, HnswConfigDiffBuilder,
     OptimizersConfigDiffBuilder, PayloadSchemaType, PointId, PointStruct, PointsIdsList,
     QuantizationSearchParamsBuilder, Query, QueryPointsBuilder, Range, ScalarQuantizationBuilder, ScrollPointsBuilder,
-    SearchParamsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
+    SearchParamsBuilder, SetPayloadPointsBuilder, UpsertPointsBuilder, VectorParamsBuilder,
 };
 use qdrant_client::{Payload, Qdrant, QdrantError};
 use std::future::Future;
@@ -593,6 +593,17 @@ impl VectorIndex for ServerVectorIndex {
                 .build();
             self.run("delete_chunks", move |c| async move { c.delete_points(request).await })?;
         }
+        Ok(())
+    }
+
+    fn set_labels(&self, doc_id: Uuid, labels: &[String]) -> BackendResult<()> {
+        let mut payload = std::collections::HashMap::new();
+        payload.insert("labels".to_owned(), qdrant_client::qdrant::Value::from(labels.to_vec()));
+        let request = SetPayloadPointsBuilder::new(self.collection.clone(), payload)
+            .points_selector(Filter::must([Condition::matches("doc_id", vec![doc_id.to_string()])]))
+            .wait(true)
+            .build();
+        self.run("set_labels", move |c| async move { c.set_payload(request).await })?;
         Ok(())
     }
 

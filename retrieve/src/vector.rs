@@ -15,10 +15,10 @@ use qdrant_edge::external::ordered_float::OrderedFloat;
 use qdrant_edge::external::serde_json::json;
 use qdrant_edge::{
     Condition, CountRequest, CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig, EdgeShard, EdgeVectorParams,
-    FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, PayloadFieldSchema, PayloadSchemaType,
-    PointId, PointInsertOperations, PointOperations, PointStruct, QuantizationConfig, QuantizationSearchParams,
-    QueryEnum, QueryRequest, Range, ScalarQuantizationConfig, ScalarType, ScoringQuery, SearchParams, UpdateOperation,
-    WithPayloadInterface, WithVector, DEFAULT_VECTOR_NAME,
+    FieldCondition, FieldIndexOperations, Filter, JsonPath, Match, NamedQuery, Payload, PayloadFieldSchema, PayloadOps,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, PointStruct, QuantizationConfig,
+    QuantizationSearchParams, QueryEnum, QueryRequest, Range, ScalarQuantizationConfig, ScalarType, ScoringQuery,
+    SearchParams, SetPayloadOp, UpdateOperation, WithPayloadInterface, WithVector, DEFAULT_VECTOR_NAME,
 };
 use std::path::Path;
 use uuid::Uuid;
@@ -291,6 +291,26 @@ impl VectorIndex for EdgeVectorIndex {
         self.shard
             .update(UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(
                 filter,
+            )))
+            .map_err(err)
+    }
+
+    fn set_labels(&self, doc_id: Uuid, labels: &[String]) -> BackendResult<()> {
+        let filter = Filter::new_must(Condition::Field(FieldCondition::new_match(
+            key("doc_id")?,
+            Match::from(vec![doc_id.to_string()]),
+        )));
+        let payload: Payload = qdrant_edge::external::serde_json::from_value(json!({ "labels": labels }))
+            .map_err(|e| BackendError::invalid(BACKEND, format!("labels payload: {e}")))?;
+        let _g = self.write.lock();
+        self.shard
+            .update(UpdateOperation::PayloadOperation(PayloadOps::SetPayload(
+                SetPayloadOp {
+                    payload,
+                    points: None,
+                    filter: Some(filter),
+                    key: None,
+                },
             )))
             .map_err(err)
     }

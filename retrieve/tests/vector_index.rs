@@ -161,6 +161,7 @@ conformance!(
     empty_groups_and_empty_ranges_fail_closed,
     reupsert_of_the_same_id_replaces,
     malformed_requests_are_rejected,
+    set_labels_changes_who_finds_a_document,
 );
 
 fn ids(hits: &[docent_core::LegHit]) -> Vec<Uuid> {
@@ -337,6 +338,36 @@ fn upsert_then_count_and_chunk_ids(b: &dyn Backend) {
     let c2: HashSet<Uuid> = chunks.iter().skip(1).step_by(2).map(|c| c.chunk_id).collect();
     assert!(hits.iter().all(|h| c2.contains(&h.chunk_id)));
     assert!(hits[0].score > 0.99);
+}
+
+/// A permission change is a payload update: the document's points keep
+/// their vectors, answer the new groups at once, and no longer the old.
+fn set_labels_changes_who_finds_a_document(b: &dyn Backend) {
+    let idx = b.open(DIM, VectorSettings::default());
+    let (d1, d2) = (Uuid::now_v7(), Uuid::now_v7());
+    let a1 = chunk(d1, "c1", &["hr"], "a1");
+    let a2 = chunk(d1, "c1", &["hr"], "a2");
+    let other = chunk(d2, "c1", &["hr"], "b1");
+    idx.upsert(&[a1.clone(), a2.clone(), other.clone()], &[unit(0), unit(1), unit(2)])
+        .expect("upsert");
+    idx.set_labels(d1, &["legal".to_owned(), "audit".to_owned()])
+        .expect("set labels");
+    idx.set_labels(Uuid::now_v7(), &["x".to_owned()])
+        .expect("an unknown document is a no-op");
+    let hr = idx.search(&unit(0), &filter(&["hr"], &[]), 10).expect("search");
+    assert_eq!(ids(&hr), vec![other.chunk_id], "old groups no longer reach d1");
+    let legal = idx.search(&unit(0), &filter(&["legal"], &[]), 10).expect("search");
+    assert_eq!(sorted(ids(&legal)), sorted(vec![a1.chunk_id, a2.chunk_id]));
+    assert!(
+        legal.iter().any(|h| h.chunk_id == a1.chunk_id && h.score > 0.99),
+        "vectors kept"
+    );
+    assert_eq!(
+        ids(&idx.search_exact(&unit(1), &filter(&["audit"], &[]), 1).expect("exact")),
+        vec![a2.chunk_id]
+    );
+    idx.flush().expect("flush");
+    assert_eq!(idx.count().expect("count"), 3);
 }
 
 fn delete_docs_removes_only_their_chunks(b: &dyn Backend) {
