@@ -96,6 +96,7 @@ impl Components {
                 },
             )?
             .with_replica(replica_id(cfg)?, cfg.ingest.lease_secs)
+            .with_default_access(cfg.access.default_labels.clone())
             .shared_vectors(shared_vectors),
         );
         let mut searcher = Searcher::new(

@@ -45,7 +45,8 @@ enum Cmd {
         paths: Vec<PathBuf>,
         #[arg(long)]
         collection: Option<String>,
-        /// Comma-separated access labels.
+        /// Comma-separated access labels (default: inherit the
+        /// collection's groups).
         #[arg(long)]
         access: Option<String>,
         /// Comma-separated tags, filterable at search time.
@@ -1019,7 +1020,9 @@ async fn ingest(
                 .filter(|s| !s.is_empty())
                 .collect()
         })
-        .unwrap_or_else(|| cfg.access.default_labels.clone());
+        // None named: the documents inherit the collection's groups (the
+        // default labels when the collection has none configured).
+        .unwrap_or_default();
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} {wide_msg}")

@@ -80,14 +80,26 @@ impl Follower {
             });
         };
         let mut touched = BTreeSet::new();
+        let mut relabelled = BTreeSet::new();
         {
             let mut local = lock_set(&ing.applied_locally);
             for c in &changes {
-                if c.op == ChangeOp::Ready && local.remove(&c.doc_id) {
-                    continue;
+                match c.op {
+                    ChangeOp::Ready if local.remove(&c.doc_id) => {}
+                    // Labels only: a payload update, no re-embedding.
+                    ChangeOp::Access => {
+                        relabelled.insert(c.doc_id);
+                    }
+                    ChangeOp::Ready | ChangeOp::Delete => {
+                        touched.insert(c.doc_id);
+                    }
                 }
-                touched.insert(c.doc_id);
             }
+        }
+        // A document re-indexed in full below gets its current labels anyway.
+        let relabel: Vec<Uuid> = relabelled.difference(&touched).copied().collect();
+        if !relabel.is_empty() {
+            ing.apply_access(&relabel, !ing.shared_vectors).await?;
         }
         let mut rows = Vec::new();
         let mut removed = 0;
@@ -107,7 +119,7 @@ impl Follower {
         debug!(from, to = last, changes = changes.len(), "change log applied");
         Ok(Applied {
             changes: changes.len(),
-            docs_indexed,
+            docs_indexed: docs_indexed + relabel.len(),
             docs_removed: removed,
             seq: last,
         })

@@ -130,6 +130,9 @@ pub struct Ingestor {
     /// follower leaves it alone.
     pub(crate) shared_vectors: bool,
     observer: std::sync::OnceLock<Arc<dyn IngestObserver>>,
+    /// Labels of a document that names none, in a collection without
+    /// configured groups.
+    default_access: Vec<String>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -161,6 +164,7 @@ impl Ingestor {
             applied_locally: std::sync::Mutex::new(std::collections::HashSet::new()),
             shared_vectors: false,
             observer: std::sync::OnceLock::new(),
+            default_access: vec![docent_core::access::DEFAULT_GROUP.to_owned()],
         })
     }
 
@@ -169,6 +173,17 @@ impl Ingestor {
         self.replica = replica.into();
         self.lease_secs = i64::try_from(lease_secs.max(5)).unwrap_or(60);
         self
+    }
+
+    /// The labels of documents that name none in a collection without
+    /// configured groups (`access.default_labels`).
+    pub fn with_default_access(mut self, labels: Vec<String>) -> Self {
+        self.default_access = labels;
+        self
+    }
+
+    pub fn default_access(&self) -> &[String] {
+        &self.default_access
     }
 
     /// Where stage timings and outcomes go (set once).
@@ -235,9 +250,10 @@ impl Ingestor {
                 )));
             }
         }
-        if new.access.is_empty() {
-            warn!("document submitted without access labels; it will be visible to nobody");
-        }
+
+        // No labels named: the document inherits its collection's groups
+        // (attachments always have their carrier's labels).
+        let inherit = new.access.is_empty() && parent_id.is_none();
         let hash = sha256_hex(&new.bytes);
         // Attachments belong to their carrier: never de-duplicated against
         // other documents, never versions of anything.
@@ -270,7 +286,11 @@ impl Ingestor {
             content_hash: hash,
             size_bytes: new.bytes.len() as u64,
             pages: None,
-            access: new.access,
+            access: if inherit {
+                self.default_access.clone()
+            } else {
+                new.access
+            },
             status: DocStatus::Queued,
             error: None,
             chunk_count: 0,
@@ -282,7 +302,15 @@ impl Ingestor {
             updated_at: now,
         };
         let job = Job::queued(doc.id);
-        self.store.insert_document(&doc).await?;
+        let mut doc = doc;
+        if inherit {
+            doc.access = self.store.insert_document_inheriting(&doc).await?;
+        } else {
+            self.store.insert_document(&doc).await?;
+        }
+        if doc.access.is_empty() {
+            warn!(doc_id = %doc.id, "document has no access labels; it is visible to nobody");
+        }
         // Attachments are run by the process that found them.
         if self.claim_on_submit.load(std::sync::atomic::Ordering::SeqCst) || parent_id.is_some() {
             self.store
@@ -503,22 +531,26 @@ impl Ingestor {
 
         // The truth first: each document's chunks in one transaction.
         let mut indexed = Vec::with_capacity(texts.len());
+        // The labels each document's chunks got (its labels as stored when
+        // its chunks were written).
+        let mut used_labels = Vec::with_capacity(prepared.len());
         for (_, p) in prepared {
             self.stage(p.job_id, p.doc.id, DocStatus::Indexing, 0.85, progress)
                 .await?;
             self.store.set_title(p.doc.id, &p.doc.title).await?;
-            self.store.put_chunks(&p.doc, p.pages, &p.chunks).await?;
+            let labels = self.store.put_chunks(&p.doc, p.pages, &p.chunks).await?;
             indexed.extend(p.chunks.iter().map(|c| IndexedChunk {
                 chunk_id: c.id,
                 doc_id: p.doc.id,
                 collection: p.doc.collection.clone(),
-                access: p.doc.access.clone(),
+                access: labels.clone(),
                 tags: p.doc.tags.clone(),
                 date: p.doc.effective_date(),
                 title: p.doc.title.clone(),
                 heading: c.heading_path.join(" > "),
                 text: c.text.clone(),
             }));
+            used_labels.push(labels);
         }
         let doc_ids: Vec<Uuid> = prepared.iter().map(|(_, p)| p.doc.id).collect();
         let vindex = Arc::clone(&self.vectors);
@@ -540,7 +572,7 @@ impl Ingestor {
         // replaces disappears, in one transaction; then the old version's
         // index entries go.
         let mut out = Vec::with_capacity(prepared.len());
-        for (_, p) in prepared {
+        for ((_, p), labels) in prepared.iter().zip(&used_labels) {
             lock_set(&self.applied_locally).insert(p.doc.id);
             let removed = self.store.commit_ready(p.doc.id).await;
             if !matches!(&removed, Ok(r) if !r.iter().any(|(old, _)| *old == p.doc.id)) {
@@ -561,14 +593,90 @@ impl Ingestor {
             self.store.update_job(p.job_id, DocStatus::Ready, 1.0, None).await?;
             progress.update(p.doc.id, DocStatus::Ready, 1.0);
             info!(doc_id = %p.doc.id, chunks = p.chunks.len(), pages = ?p.pages, "document ready");
-            out.push(
-                self.store
-                    .get_document(p.doc.id)
-                    .await?
-                    .unwrap_or_else(|| p.doc.clone()),
-            );
+            let now = self.store.get_document(p.doc.id).await?;
+            if let Some(d) = &now {
+                // An admin changed its labels while it was being indexed,
+                // after its chunks were written: bring the indexes in line.
+                if d.access != *labels && d.status == DocStatus::Ready {
+                    info!(doc_id = %p.doc.id, "labels changed during indexing; relabelling");
+                    self.apply_access(&[p.doc.id], true).await?;
+                }
+            }
+            out.push(now.unwrap_or_else(|| p.doc.clone()));
         }
         Ok(out)
+    }
+
+    /// Rewrites the labels of ready documents in this process's indexes from
+    /// SQL: tantivy documents are replaced (text unchanged), vector points
+    /// get new payload labels (`vectors`; the follower passes false when a
+    /// Qdrant server is shared). Documents not ready are left to the
+    /// pipeline, which writes the labels stored when their chunks are
+    /// written and checks them again at its commit.
+    pub async fn apply_access(&self, doc_ids: &[Uuid], vectors: bool) -> Result<()> {
+        let mut docs = Vec::with_capacity(doc_ids.len());
+        for id in doc_ids {
+            let chunks = self.store.ready_chunks_of(*id).await?;
+            if let Some(first) = chunks.first() {
+                let labels = first.access.clone();
+                let indexed: Vec<IndexedChunk> = chunks.iter().map(docent_store::ChunkWithAccess::to_indexed).collect();
+                docs.push((*id, labels, indexed));
+            }
+        }
+        if docs.is_empty() {
+            return Ok(());
+        }
+        let vindex = Arc::clone(&self.vectors);
+        let kindex = Arc::clone(&self.keywords);
+        tokio::task::spawn_blocking(move || {
+            for (id, labels, indexed) in &docs {
+                if vectors {
+                    vindex.set_labels(*id, labels).map_err(IngestError::Index)?;
+                }
+                kindex
+                    .delete_docs(std::slice::from_ref(id))
+                    .map_err(IngestError::Index)?;
+                kindex.upsert(indexed).map_err(IngestError::Index)?;
+            }
+            if vectors {
+                vindex.flush().map_err(IngestError::Index)?;
+            }
+            Ok::<_, IngestError>(())
+        })
+        .await
+        .map_err(|e| IngestError::Interrupted(e.to_string()))?
+    }
+
+    /// Sets a document's access labels (`None`: back to inheriting its
+    /// collection's groups, or `fallback` without a collection row), and
+    /// those of what it carries, in SQL and then in both indexes of this
+    /// process before returning. `None` when there is no such document.
+    pub async fn set_access(
+        &self,
+        doc_id: Uuid,
+        labels: Option<&[String]>,
+        fallback: &[String],
+    ) -> Result<Option<Vec<Uuid>>> {
+        let Some(ids) = self.store.set_document_access(doc_id, labels, fallback).await? else {
+            return Ok(None);
+        };
+        self.apply_access(&ids, true).await?;
+        info!(doc_id = %doc_id, documents = ids.len(), "access labels changed");
+        Ok(Some(ids))
+    }
+
+    /// Creates or changes a collection; the documents inheriting its groups
+    /// are relabelled in SQL and both indexes before this returns.
+    pub async fn put_collection(
+        &self,
+        name: &str,
+        groups: &[String],
+        redact_answers: bool,
+    ) -> Result<(docent_store::Collection, Vec<Uuid>)> {
+        let (coll, ids) = self.store.put_collection(name, groups, redact_answers).await?;
+        self.apply_access(&ids, true).await?;
+        info!(collection = name, documents = ids.len(), "collection groups set");
+        Ok((coll, ids))
     }
 
     /// Removes a document from SQL first (so it stops being served at once),
