@@ -106,9 +106,106 @@ impl Redactor {
     }
 }
 
+/// Words that end in a period without ending a sentence, and which a rule
+/// may need to see together with what follows ("Dr. Jane Smith", "policy
+/// no. 123", "d.o.b. 1980-03-12").
+const NOT_SENTENCE_ENDS: &[&str] = &[
+    "mr", "mrs", "ms", "miss", "dr", "prof", "no", "d.o.b", "dob", "st", "e.g", "i.e",
+];
+
+/// Masks streamed text: pieces are held until a sentence or line ends, then
+/// that whole span is masked and released, so a match split across pieces
+/// ("Dr." + " Jane" + " Smith") is still caught.
+#[derive(Debug, Clone)]
+pub struct MaskingBuffer {
+    redactor: Redactor,
+    held: String,
+}
+
+impl MaskingBuffer {
+    pub fn new(redactor: Redactor) -> Self {
+        Self {
+            redactor,
+            held: String::new(),
+        }
+    }
+
+    /// Takes a piece; returns the masked text that may be shown now.
+    pub fn push(&mut self, piece: &str) -> Option<String> {
+        self.held.push_str(piece);
+        let cut = self.boundary()?;
+        let rest = self.held.split_off(cut);
+        let ready = std::mem::replace(&mut self.held, rest);
+        Some(self.redactor.mask(&ready))
+    }
+
+    /// The masked remainder at the end of the stream.
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.held);
+        (!rest.is_empty()).then(|| self.redactor.mask(&rest))
+    }
+
+    /// Byte offset just past the last sentence or line end in what is held.
+    fn boundary(&self) -> Option<usize> {
+        let b = self.held.as_bytes();
+        (1..b.len()).rev().find_map(|i| {
+            if b[i] == b'\n' {
+                return Some(i + 1);
+            }
+            if !b[i].is_ascii_whitespace() {
+                return None;
+            }
+            match b[i - 1] {
+                b'!' | b'?' => Some(i + 1),
+                b'.' => {
+                    let word = self.held[..i - 1]
+                        .rsplit(|c: char| c.is_whitespace() || c == '(')
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    // Not after an abbreviation or an initial ("J. Smith").
+                    let initial = word.len() == 1 && word.chars().all(|c| c.is_ascii_alphabetic());
+                    (!word.is_empty() && !initial && !NOT_SENTENCE_ENDS.contains(&word.as_str())).then_some(i + 1)
+                }
+                _ => None,
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn streamed_pieces_are_masked_across_boundaries() {
+        let mut m = MaskingBuffer::new(hc());
+        let mut shown = String::new();
+        for piece in [
+            "The patient was seen by Dr",
+            ". Jane",
+            " Smith on Monday. Call ",
+            "+1 415-",
+            "555-0132",
+            " or write to j",
+            "ane@example.org.\nPolicy no",
+            ". HX-99812-A is void. ",
+            "Done",
+        ] {
+            if let Some(s) = m.push(piece) {
+                assert!(
+                    !s.contains("Smith") && !s.contains("0132") && !s.contains("example"),
+                    "{s}"
+                );
+                shown.push_str(&s);
+            }
+        }
+        shown.push_str(&m.finish().unwrap_or_default());
+        assert_eq!(
+            shown,
+            "The patient was seen by [NAME] on Monday. Call [PHONE] or write to [EMAIL].\n[ID] is void. Done"
+        );
+    }
 
     fn hc() -> Redactor {
         Redactor::preset(Preset::Healthcare).expect("preset")

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cors;
 pub mod dto;
 pub mod error;
+pub mod masking;
 pub mod metrics;
 pub mod oidc;
 pub mod routes;
@@ -41,6 +42,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/v1/documents", web::get().to(routes::documents::list))
         .route("/v1/documents/{id}", web::get().to(routes::documents::get))
         .route("/v1/documents/{id}", web::delete().to(routes::documents::delete))
+        .route("/v1/documents/{id}", web::patch().to(routes::documents::update))
+        .route("/v1/collections", web::get().to(routes::collections::list))
+        .route("/v1/collections/{name}", web::get().to(routes::collections::get))
+        .route("/v1/collections/{name}", web::put().to(routes::collections::put))
         .route("/v1/jobs/{id}", web::get().to(routes::documents::job))
         .route("/v1/jobs/{id}/events", web::get().to(routes::documents::job_events))
         .route("/v1/search", web::post().to(routes::search::search))

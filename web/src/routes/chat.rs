@@ -25,13 +25,34 @@ fn frame(event: &str, data: &impl Serialize) -> web::Bytes {
 
 struct ChannelSink {
     tx: UnboundedSender<web::Bytes>,
+    /// Holds text back to mask it (collections with `redact_answers`).
+    mask: Option<docent_core::redact::MaskingBuffer>,
+}
+
+impl ChannelSink {
+    fn send(&self, text: &str) -> bool {
+        self.tx
+            .send(frame("token", &serde_json::json!({ "text": text })))
+            .is_ok()
+    }
+
+    /// Releases what masking held back.
+    fn finish(&mut self) {
+        if let Some(rest) = self.mask.as_mut().and_then(docent_core::redact::MaskingBuffer::finish) {
+            self.send(&rest);
+        }
+    }
 }
 
 impl TokenSink for ChannelSink {
     fn token(&mut self, text: &str) -> bool {
-        self.tx
-            .send(frame("token", &serde_json::json!({ "text": text })))
-            .is_ok()
+        match self.mask.as_mut() {
+            None => self.send(text),
+            Some(m) => match m.push(text) {
+                Some(ready) => self.send(&ready),
+                None => !self.tx.is_closed(),
+            },
+        }
     }
 }
 
@@ -76,13 +97,18 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
     detail["conversation_id"] = serde_json::json!(conversation.id);
     state.audit(&principal, "chat", detail).await?;
 
+    let masked = state.store.redacting_collections().await?;
+    let masker = crate::masking::masker_for(&masked, &hits);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     if standalone.rewritten {
         let _ = tx.send(frame("query", &standalone));
     }
     let st = state.clone();
     tokio::spawn(async move {
-        let mut sink = ChannelSink { tx: tx.clone() };
+        let mut sink = ChannelSink {
+            tx: tx.clone(),
+            mask: crate::masking::streaming(masker.as_ref()),
+        };
         let result = answer(
             st.chat.as_ref(),
             st.support.clone(),
@@ -92,6 +118,7 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
             &mut sink,
         )
         .await;
+        sink.finish();
         match result {
             Ok(a) => {
                 st.metrics.observe_answer("chat", &a.usage, a.abstained);
@@ -114,12 +141,20 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
                 } else {
                     a.checked.render()
                 };
-                let ev = CitationsEvent {
+                let mut ev = CitationsEvent {
                     citations: a.checked.citations.into_iter().map(Into::into).collect(),
                     sentences: a.checked.sentences.into_iter().map(Into::into).collect(),
                     abstained: a.abstained,
                     withheld: a.withheld,
                     support_model: a.support_model,
+                };
+                let shown = match &masker {
+                    Some(r) => {
+                        crate::masking::citations(r, &mut ev.citations);
+                        crate::masking::sentences(r, &mut ev.sentences);
+                        r.mask(&shown)
+                    }
+                    None => shown,
                 };
                 let cites = serde_json::to_value(&ev.citations).unwrap_or_default();
                 if let Err(e) = st

@@ -81,13 +81,17 @@ pub async fn upload(state: web::Data<AppState>, caller: Caller, mut payload: Mul
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| state.cfg.default_collection.clone());
+    // No `access` part: the document inherits its collection's groups.
     let access: Vec<String> = match access {
-        Some(a) => docent_core::split_list(Some(&a)),
-        None => state.cfg.default_access.clone(),
+        Some(a) => {
+            let labels = docent_core::split_list(Some(&a));
+            if labels.is_empty() {
+                return Err(ApiError::BadRequest("`access` names no label".to_owned()));
+            }
+            labels
+        }
+        None => Vec::new(),
     };
-    if access.is_empty() {
-        return Err(ApiError::BadRequest("`access` names no label".to_owned()));
-    }
     // Backpressure before anything is stored.
     state.queue.admit().await?;
     let submitted = state
@@ -157,10 +161,14 @@ fn parse_id(raw: &str) -> ApiResult<Uuid> {
         .map_err(|_| ApiError::BadRequest(format!("{raw:?} is not a valid id")))
 }
 
+/// A document the caller may see: one its groups may read, or any for an
+/// admin (who manages every document's permissions: metadata, job status
+/// and deletion, never its text through this route).
 async fn visible_document(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<docent_core::Document> {
     let filter = AccessFilter::for_principal(&caller.0);
+    let admin = caller.0.has(AccessRole::Admin);
     match state.store.get_document(id).await? {
-        Some(d) if filter.allows(&d.collection, &d.access, d.id) => Ok(d),
+        Some(d) if admin || filter.allows(&d.collection, &d.access, d.id) => Ok(d),
         // Invisible documents are indistinguishable from missing ones.
         _ => Err(ApiError::NotFound { what: "document" }),
     }
@@ -170,6 +178,65 @@ pub async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<Str
     let id = parse_id(&path)?;
     let doc = visible_document(&state, &caller, id).await?;
     Ok(HttpResponse::Ok().json(DocumentDto::from(doc)))
+}
+
+/// `PATCH /v1/documents/{id}`: either `{"access": [...]}` (explicit
+/// groups) or `{"inherit": true}` (back to the collection's groups).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessPatch {
+    pub access: Option<Vec<String>>,
+    pub inherit: Option<bool>,
+}
+
+/// Changes who may read a document (admins only, whatever their groups).
+/// The change reaches SQL and both of this replica's indexes before the
+/// response; other replicas follow the change log.
+pub async fn update(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<String>,
+    body: web::Json<AccessPatch>,
+) -> ApiResult<HttpResponse> {
+    caller.require(AccessRole::Admin)?;
+    let id = parse_id(&path)?;
+    let patch = body.into_inner();
+    let labels = match (patch.access, patch.inherit) {
+        (Some(l), None | Some(false)) => Some(crate::routes::collections::check_labels("access", l)?),
+        (None, Some(true)) => None,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "send either `access` (a list of groups) or `\"inherit\": true`".to_owned(),
+            ))
+        }
+    };
+    let before = state
+        .store
+        .get_document(id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "document" })?;
+    let ids = state
+        .ingestor
+        .set_access(id, labels.as_deref(), state.ingestor.default_access())
+        .await?
+        .ok_or(ApiError::NotFound { what: "document" })?;
+    let after = state
+        .store
+        .get_document(id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "document" })?;
+    state
+        .audit(
+            &caller.0,
+            "document.access",
+            serde_json::json!({
+                "document_id": id, "collection": after.collection,
+                "before": before.access, "after": after.access,
+                "inherited": labels.is_none(), "relabelled_documents": ids,
+            }),
+        )
+        .await?;
+    Ok(HttpResponse::Ok().json(DocumentDto::from(after)))
 }
 
 pub async fn delete(state: web::Data<AppState>, caller: Caller, path: web::Path<String>) -> ApiResult<HttpResponse> {

@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod chat;
+pub mod collections;
 pub mod conversations;
 pub mod documents;
 pub mod health;

@@ -62,6 +62,25 @@ struct ChunkSink {
     id: String,
     model: String,
     created: u64,
+    /// Holds text back to mask it (collections with `redact_answers`).
+    mask: Option<docent_core::redact::MaskingBuffer>,
+}
+
+impl ChunkSink {
+    fn send(&self, text: &str) -> bool {
+        let chunk = json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}],
+        });
+        self.tx.send(data(&chunk)).is_ok()
+    }
+
+    /// Releases what masking held back.
+    fn finish(&mut self) {
+        if let Some(rest) = self.mask.as_mut().and_then(docent_core::redact::MaskingBuffer::finish) {
+            self.send(&rest);
+        }
+    }
 }
 
 fn data(v: &serde_json::Value) -> web::Bytes {
@@ -70,11 +89,13 @@ fn data(v: &serde_json::Value) -> web::Bytes {
 
 impl TokenSink for ChunkSink {
     fn token(&mut self, text: &str) -> bool {
-        let chunk = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": null}],
-        });
-        self.tx.send(data(&chunk)).is_ok()
+        match self.mask.as_mut() {
+            None => self.send(text),
+            Some(m) => match m.push(text) {
+                Some(ready) => self.send(&ready),
+                None => !self.tx.is_closed(),
+            },
+        }
     }
 }
 
@@ -120,6 +141,8 @@ pub async fn chat_completions(
     state
         .audit(&caller.0, "completion", retrieval_audit(&question, &filter, &hits))
         .await?;
+    let masked = state.store.redacting_collections().await?;
+    let masker = crate::masking::masker_for(&masked, &hits);
     let model = state.chat.name();
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = now();
@@ -143,8 +166,16 @@ pub async fn chat_completions(
         } else {
             a.checked.render()
         };
-        let citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
-        let sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
+        let mut citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
+        let mut sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
+        let content = match &masker {
+            Some(r) => {
+                crate::masking::citations(r, &mut citations);
+                crate::masking::sentences(r, &mut sentences);
+                r.mask(&content)
+            }
+            None => content,
+        };
         return Ok(HttpResponse::Ok().json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -168,8 +199,11 @@ pub async fn chat_completions(
             id: id.clone(),
             model: model.clone(),
             created,
+            mask: crate::masking::streaming(masker.as_ref()),
         };
-        match answer(st.chat.as_ref(), st.support.clone(), &question, &hits, &cfg, &mut sink).await {
+        let result = answer(st.chat.as_ref(), st.support.clone(), &question, &hits, &cfg, &mut sink).await;
+        sink.finish();
+        match result {
             Ok(a) => {
                 st.metrics.observe_answer("completions", &a.usage, a.abstained);
                 if let Err(e) = st.audit(&caller.0, "answer", answer_audit("completions", &a)).await {
@@ -185,8 +219,16 @@ pub async fn chat_completions(
                 } else {
                     a.checked.render()
                 };
-                let citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
-                let sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
+                let mut citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
+                let mut sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
+                let content = match &masker {
+                    Some(r) => {
+                        crate::masking::citations(r, &mut citations);
+                        crate::masking::sentences(r, &mut sentences);
+                        r.mask(&content)
+                    }
+                    None => content,
+                };
                 let last = json!({
                     "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],

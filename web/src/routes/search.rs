@@ -36,8 +36,22 @@ pub async fn search(
     detail["mode"] = serde_json::json!(req.mode.as_deref().unwrap_or("hybrid"));
     detail["k"] = serde_json::json!(k);
     state.audit(&caller.0, "search", detail).await?;
+    let masked = state.store.redacting_collections().await?;
+    let masker = crate::masking::masker_for(&masked, &out.hits);
+    let hits = out
+        .hits
+        .into_iter()
+        .map(|h| {
+            let from_masked = masked.contains(&h.document.collection);
+            let mut dto = HitDto::from(h);
+            if let (true, Some(r)) = (from_masked, masker.as_ref()) {
+                crate::masking::hit(r, &mut dto);
+            }
+            dto
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(SearchResponse {
-        hits: out.hits.into_iter().map(HitDto::from).collect(),
+        hits,
         timings_us: out.timings,
     }))
 }
