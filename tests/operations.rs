@@ -89,7 +89,7 @@ async fn postgres_serve_path_migrate_and_readiness() {
         "migrate: {stdout} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("schema at migration 9 sessions"), "{stdout}");
+    assert!(stdout.contains("schema at migration 10 collections"), "{stdout}");
 
     let server = Server::start(data.path(), &env).await;
     let ready = server.get_json("/readyz").await;

@@ -46,11 +46,36 @@ async fn upload(server: &Server, name: &str, bytes: Vec<u8>) -> (String, String)
     )
 }
 
+/// `mode` search on `server` as the caller of `client`.
+async fn search_as(server: &Server, client: &reqwest::Client, query: &str, mode: &str) -> Vec<Value> {
+    let r: Value = client
+        .post(server.url("/v1/search"))
+        .json(&serde_json::json!({"query": query, "k": 10, "mode": mode}))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("search json");
+    r["hits"].as_array().cloned().unwrap_or_default()
+}
+
 /// Polls `mode` search on `server` until `doc` is (or is not) among the hits.
 async fn wait_for(server: &Server, query: &str, mode: &str, doc: &str, present: bool) -> Duration {
+    wait_for_as(server, &server.client, query, mode, doc, present).await
+}
+
+async fn wait_for_as(
+    server: &Server,
+    client: &reqwest::Client,
+    query: &str,
+    mode: &str,
+    doc: &str,
+    present: bool,
+) -> Duration {
     let started = Instant::now();
     loop {
-        let hits = server.search(query, mode).await;
+        let hits = search_as(server, client, query, mode).await;
         let found = hits.iter().any(|h| h["document_id"] == doc);
         if found == present {
             return started.elapsed();
@@ -117,6 +142,61 @@ async fn two_replicas_share_postgres_and_follow_the_change_log() {
     println!("uploaded through ingest, found through api after {t:?}");
     assert_eq!(keyword_docs(&api).await, keyword_docs(&ingest).await);
     let before = keyword_docs(&ingest).await;
+
+    // 2b. An admin restricts the memo to "pharmacy" through the API
+    //     replica. There, both legs answer the new labels as soon as the
+    //     call returns. The ingest replica's own indexes follow the log: the
+    //     pharmacist finds the memo there by BM25 and by dense search only
+    //     once its tantivy documents and vector payloads carry the label.
+    let out = common::command_with(
+        &dirs.path().join("api"),
+        &[("DOCENT__STORAGE__DATABASE_URL", db.url.as_str())],
+    )
+    .args(["keys", "create", "--user", "pharmacist", "--groups", "pharmacy"])
+    .output()
+    .expect("keys create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key: Value = serde_json::from_slice(&out.stdout).expect("key json");
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key["key"].as_str().expect("key")))
+            .expect("header"),
+    );
+    let pharmacist = reqwest::Client::builder().default_headers(h).build().expect("client");
+    let relabel = |labels: &'static [&'static str]| {
+        let url = api.url(&format!("/v1/documents/{memo_id}"));
+        let c = api.client.clone();
+        async move {
+            let r = c
+                .patch(url)
+                .json(&serde_json::json!({ "access": labels }))
+                .send()
+                .await
+                .expect("patch");
+            assert_eq!(r.status(), 200, "patch: {}", r.text().await.unwrap_or_default());
+        }
+    };
+    relabel(&["pharmacy"]).await;
+    for mode in ["bm25", "dense"] {
+        let hits = api.search(mq, mode).await;
+        assert!(
+            !hits.iter().any(|h| h["document_id"] == memo_id.as_str()),
+            "{mode}: {hits:?}"
+        );
+        let hits = search_as(&api, &pharmacist, mq, mode).await;
+        assert_eq!(
+            hits[0]["document_id"],
+            memo_id.as_str(),
+            "{mode} at once on api: {hits:?}"
+        );
+    }
+    for mode in ["bm25", "dense"] {
+        let t = wait_for_as(&ingest, &pharmacist, mq, mode, &memo_id, true).await;
+        println!("relabelled through api, the ingest replica's {mode} index follows after {t:?}");
+        wait_for(&ingest, mq, mode, &memo_id, false).await;
+    }
+    relabel(&["everyone"]).await;
 
     // 3. Deleted through the API replica: gone from the ingest replica's
     //    answers at once (SQL is the truth) and from its own index soon.
