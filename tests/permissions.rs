@@ -312,7 +312,8 @@ fn doc_text(code: &str, secret: &str, topics: &[&str], rng: &mut Rng) -> String 
 struct Tally {
     cases: usize,
     leaks: Vec<String>,
-    by_op: BTreeMap<&'static str, usize>,
+    /// Cases and total milliseconds per kind of request.
+    by_op: BTreeMap<&'static str, (usize, u128)>,
     /// Readable targets asked for by BM25, and found.
     targets: (usize, usize),
     relabels: usize,
@@ -395,6 +396,11 @@ async fn run(backend: &str, pg: Option<&PgDb>) {
         ("DOCENT__GENERATION__UPSTREAM_URL", echo.base.as_str()),
         ("DOCENT__GENERATION__UPSTREAM_MODEL", "echo"),
         ("DOCENT__GENERATION__UPSTREAM_ALLOW", "[127.0.0.0/8]"),
+        // Evidence is judged by dense similarity and citations by word
+        // overlap: the cross-encoder stages decide what an answer keeps,
+        // not what a caller may see, and would make 10,000 cases slow.
+        ("DOCENT__GENERATION__EVIDENCE", "dense"),
+        ("DOCENT__GENERATION__CITATION_SUPPORT", "lexical"),
         ("DOCENT_LOG", "warn"),
     ];
     if let Some(db) = pg {
@@ -532,6 +538,7 @@ async fn run(backend: &str, pg: Option<&PgDb>) {
             _ => format!("{} procedure {}", d.topics[0], d.topics[1]),
         };
         let roll = rng.below(100);
+        let started = std::time::Instant::now();
         let mut new_conversation = None;
         let user = &users[u];
         let (op, body): (&'static str, String) = match roll {
@@ -608,7 +615,9 @@ async fn run(backend: &str, pg: Option<&PgDb>) {
         for prompt in echo.take() {
             t.check(&model, user, "prompt", &prompt);
         }
-        *t.by_op.entry(op).or_default() += 1;
+        let e = t.by_op.entry(op).or_default();
+        e.0 += 1;
+        e.1 += started.elapsed().as_millis();
         t.cases += 1;
     }
     println!(
@@ -620,7 +629,9 @@ async fn run(backend: &str, pg: Option<&PgDb>) {
         t.targets.0,
         t.withheld
     );
-    println!("cases by request: {:?}", t.by_op);
+    for (op, (n, ms)) in &t.by_op {
+        println!("  {op}: {n} cases, mean {} ms", ms / (*n as u128).max(1));
+    }
     assert!(t.leaks.is_empty(), "leaks:\n{}", t.leaks.join("\n"));
     assert!(t.cases >= cases);
     // Not vacuous: what a user may read is found.

@@ -362,5 +362,9 @@ pub struct Message {
     pub role: Role,
     pub content: String,
     pub citations: serde_json::Value,
+    /// Documents an answer was drawn from (every source retrieved for it,
+    /// cited or not); empty for questions.
+    #[serde(default)]
+    pub sources: Vec<Uuid>,
     pub created_at: String,
 }

@@ -13,3 +13,8 @@ CREATE TABLE collections (
 -- 1: the document's labels follow its collection's groups (its upload named
 -- none); 0: they were set explicitly (at upload, or by an admin).
 ALTER TABLE documents ADD COLUMN access_inherited BIGINT NOT NULL DEFAULT 0;
+
+-- The documents an answer was drawn from (every source retrieved for it,
+-- cited or not): a stored answer is shown only while its reader may still
+-- read all of them.
+ALTER TABLE messages ADD COLUMN source_documents TEXT NOT NULL DEFAULT '[]';

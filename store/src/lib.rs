@@ -813,6 +813,7 @@ impl Store {
         role: docent_core::Role,
         content: &str,
         citations: &serde_json::Value,
+        sources: &[Uuid],
     ) -> Result<docent_core::Message> {
         let now = docent_core::now_rfc3339();
         let m = docent_core::Message {
@@ -821,11 +822,13 @@ impl Store {
             role,
             content: content.to_owned(),
             citations: citations.clone(),
+            sources: sources.to_vec(),
             created_at: now.clone(),
         };
         let mut tx = self.pool.begin().await?;
+        let source_list: Vec<String> = sources.iter().map(Uuid::to_string).collect();
         sqlx::query(
-            "INSERT INTO messages (id, conversation_id, role, content, citations, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO messages (id, conversation_id, role, content, citations, created_at, source_documents) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(m.id.to_string())
         .bind(conversation_id.to_string())
@@ -833,6 +836,7 @@ impl Store {
         .bind(&m.content)
         .bind(m.citations.to_string())
         .bind(&m.created_at)
+        .bind(to_list(&source_list))
         .execute(&mut *tx)
         .await?;
         sqlx::query("UPDATE conversations SET updated_at = $1 WHERE id = $2")
@@ -847,7 +851,7 @@ impl Store {
     /// Messages in order (ids are UUIDv7, so they order by creation).
     pub async fn messages(&self, conversation_id: Uuid) -> Result<Vec<docent_core::Message>> {
         let rows = sqlx::query(
-            "SELECT id, conversation_id, role, content, citations, created_at FROM messages WHERE conversation_id = $1 ORDER BY id",
+            "SELECT id, conversation_id, role, content, citations, created_at, source_documents FROM messages WHERE conversation_id = $1 ORDER BY id",
         )
         .bind(conversation_id.to_string())
         .fetch_all(&self.pool)
@@ -868,6 +872,10 @@ impl Store {
                     content: r.try_get("content")?,
                     citations: serde_json::from_str(&citations)
                         .map_err(|e| corrupt("messages", format!("citations: {e}")))?,
+                    sources: parse_list("messages", &r.try_get::<String, _>("source_documents")?)?
+                        .iter()
+                        .map(|s| parse_uuid("messages", s))
+                        .collect::<Result<_>>()?,
                     created_at: r.try_get("created_at")?,
                 })
             })

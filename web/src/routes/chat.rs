@@ -87,6 +87,7 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
             docent_core::Role::User,
             &question,
             &serde_json::json!([]),
+            &[],
         )
         .await?;
     let mut filter = AccessFilter::for_principal(&principal);
@@ -99,6 +100,13 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
 
     let masked = state.store.redacting_collections().await?;
     let masker = crate::masking::masker_for(&masked, &hits);
+    // Every document the answer may draw on, cited or not.
+    let sources: Vec<uuid::Uuid> = hits
+        .iter()
+        .map(|h| h.document.id)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     if standalone.rewritten {
         let _ = tx.send(frame("query", &standalone));
@@ -159,7 +167,7 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
                 let cites = serde_json::to_value(&ev.citations).unwrap_or_default();
                 if let Err(e) = st
                     .store
-                    .add_message(conversation.id, docent_core::Role::Assistant, &shown, &cites)
+                    .add_message(conversation.id, docent_core::Role::Assistant, &shown, &cites, &sources)
                     .await
                 {
                     warn!(error = %e, "could not store the answer");

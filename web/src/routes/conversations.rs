@@ -50,9 +50,13 @@ pub async fn get(state: web::Data<AppState>, caller: Caller, path: web::Path<Str
     let mut messages = Vec::new();
     for m in state.store.messages(id).await? {
         // An answer is shown only while the caller may still read every
-        // document it cites (labels change, documents are deleted).
+        // document it was drawn from, cited or not (labels change,
+        // documents are deleted).
         let mut ok = true;
-        for doc_id in cited_documents(&m.citations) {
+        for doc_id in cited_documents(&m.citations)
+            .into_iter()
+            .chain(m.sources.iter().copied())
+        {
             let may = match readable.get(&doc_id) {
                 Some(v) => *v,
                 None => {
