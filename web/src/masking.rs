@@ -42,6 +42,28 @@ fn mask_with_span(r: &Redactor, text: &str, span: [usize; 2]) -> (String, [usize
     }
 }
 
+/// Streamed text through an optional masking buffer: what may be sent now
+/// (`None`: held back until a sentence ends).
+pub fn pass(mask: Option<&mut MaskingBuffer>, text: &str) -> Option<String> {
+    match mask {
+        None => Some(text.to_owned()),
+        Some(m) => m.push(text),
+    }
+}
+
+/// What an answer shows: with a masker, its text, citations and sentences
+/// masked in place.
+pub fn answer(r: Option<&Redactor>, content: String, cites: &mut [CitationDto], sents: &mut [SentenceDto]) -> String {
+    match r {
+        Some(r) => {
+            citations(r, cites);
+            sentences(r, sents);
+            r.mask(&content)
+        }
+        None => content,
+    }
+}
+
 pub fn citations(r: &Redactor, cites: &mut [CitationDto]) {
     for c in cites {
         c.title = r.mask(&c.title);

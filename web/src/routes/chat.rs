@@ -46,12 +46,9 @@ impl ChannelSink {
 
 impl TokenSink for ChannelSink {
     fn token(&mut self, text: &str) -> bool {
-        match self.mask.as_mut() {
-            None => self.send(text),
-            Some(m) => match m.push(text) {
-                Some(ready) => self.send(&ready),
-                None => !self.tx.is_closed(),
-            },
+        match crate::masking::pass(self.mask.as_mut(), text) {
+            Some(ready) => self.send(&ready),
+            None => !self.tx.is_closed(),
         }
     }
 }
@@ -156,14 +153,7 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
                     withheld: a.withheld,
                     support_model: a.support_model,
                 };
-                let shown = match &masker {
-                    Some(r) => {
-                        crate::masking::citations(r, &mut ev.citations);
-                        crate::masking::sentences(r, &mut ev.sentences);
-                        r.mask(&shown)
-                    }
-                    None => shown,
-                };
+                let shown = crate::masking::answer(masker.as_ref(), shown, &mut ev.citations, &mut ev.sentences);
                 let cites = serde_json::to_value(&ev.citations).unwrap_or_default();
                 if let Err(e) = st
                     .store

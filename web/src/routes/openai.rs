@@ -89,12 +89,9 @@ fn data(v: &serde_json::Value) -> web::Bytes {
 
 impl TokenSink for ChunkSink {
     fn token(&mut self, text: &str) -> bool {
-        match self.mask.as_mut() {
-            None => self.send(text),
-            Some(m) => match m.push(text) {
-                Some(ready) => self.send(&ready),
-                None => !self.tx.is_closed(),
-            },
+        match crate::masking::pass(self.mask.as_mut(), text) {
+            Some(ready) => self.send(&ready),
+            None => !self.tx.is_closed(),
         }
     }
 }
@@ -168,14 +165,7 @@ pub async fn chat_completions(
         };
         let mut citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
         let mut sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
-        let content = match &masker {
-            Some(r) => {
-                crate::masking::citations(r, &mut citations);
-                crate::masking::sentences(r, &mut sentences);
-                r.mask(&content)
-            }
-            None => content,
-        };
+        let content = crate::masking::answer(masker.as_ref(), content, &mut citations, &mut sentences);
         return Ok(HttpResponse::Ok().json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -221,14 +211,7 @@ pub async fn chat_completions(
                 };
                 let mut citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
                 let mut sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
-                let content = match &masker {
-                    Some(r) => {
-                        crate::masking::citations(r, &mut citations);
-                        crate::masking::sentences(r, &mut sentences);
-                        r.mask(&content)
-                    }
-                    None => content,
-                };
+                let content = crate::masking::answer(masker.as_ref(), content, &mut citations, &mut sentences);
                 let last = json!({
                     "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
