@@ -181,6 +181,46 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Latency overhead of the access filter (issue #7): builds a collection
+    /// of CHUNKS chunks whose documents carry 1-3 seeded groups from a pool
+    /// (plus "all"), then times hybrid, dense and BM25 search on that one
+    /// index for a baseline principal holding "all" (matches every chunk)
+    /// and for users holding --user-groups groups, checking every hit
+    /// against the user's groups. Use a data directory of its own.
+    Permissions {
+        /// A BEIR directory (corpus.jsonl, queries.jsonl).
+        #[arg(long)]
+        dataset: PathBuf,
+        /// Chunks to build (an existing collection with as many is reused).
+        #[arg(long, default_value_t = 100_000)]
+        chunks: u64,
+        /// Results per search.
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        #[arg(long, default_value = "bench-perm")]
+        collection: String,
+        /// Groups documents draw their labels from.
+        #[arg(long, default_value_t = 200)]
+        pool: usize,
+        /// Seed of the labels and of the users' groups.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// One user per entry, holding that many groups (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1,50")]
+        user_groups: Vec<usize>,
+        /// Times the query set runs per mode and principal.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Print the report as JSON instead of the tables.
+        #[arg(long)]
+        json: bool,
+        /// Also write the JSON report to this file.
+        #[arg(long)]
+        json_out: Option<PathBuf>,
+        /// Also (re)write this Markdown results file (notes after its marker line are kept).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
     /// `generate`, `embed`, `keyword`: docent's side of the comparison
     /// with llama.cpp, fastembed-python and bm25s (scripts/bench-peers.sh).
     #[command(flatten)]
@@ -567,6 +607,47 @@ async fn bench(cfg: Config, what: BenchCmd) -> anyhow::Result<()> {
             collection,
             json,
         } => (dataset, chunks, k, collection, json),
+        BenchCmd::Permissions {
+            dataset,
+            chunks,
+            k,
+            collection,
+            pool,
+            seed,
+            user_groups,
+            rounds,
+            json,
+            json_out,
+            markdown,
+        } => {
+            let c = Components::build(&cfg).await?;
+            let opts = docent::bench::PermissionOptions {
+                collection,
+                chunks,
+                k,
+                pool,
+                seed,
+                user_groups,
+                rounds,
+                show: !json,
+            };
+            let r = docent::bench::permission_bench(&c, &dataset, &opts).await?;
+            let body = serde_json::to_string_pretty(&r)?;
+            if let Some(path) = json_out {
+                std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = markdown {
+                let previous = std::fs::read_to_string(&path).ok();
+                let md = docent::bench::permission_markdown(&r, previous.as_deref());
+                std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
+            }
+            if json {
+                println!("{body}");
+            } else {
+                print!("{}", docent::bench::permission_table(&r));
+            }
+            return Ok(());
+        }
         BenchCmd::Peer(what) => {
             let report = docent::perf::run(&cfg, what).await?;
             println!("{}", serde_json::to_string(&report)?);
