@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark of docent against the engines a user would pick
 # instead (issue #8): llama.cpp (llama-cpp-python), fastembed for Python and
-# bm25s, on the same model files, data and thread count, in one run.
+# bm25s, on the same model files, data and thread count, in one run; plus
+# docent's own figures against the issue's targets in the same report:
+# hybrid search latency at 100k chunks (`docent bench search`), end-to-end
+# ingestion of the PDF corpus (`docent ingest --json`) and, when the binary
+# has it, `docent bench load`.
 #
 #   scripts/bench-peers.sh setup   # the peers, pinned, in a venv outside the repo
 #   scripts/bench-peers.sh run     # setup (if needed), then scripts/bench/compare.py
-#                                  # -> docs/results/peers.md (+ peers.json)
+#                                  # -> docs/results/peers.md (+ peers.json), with
+#                                  # every command line as run in its Commands section
+#   scripts/bench-peers.sh run --only search,ingest --rounds 1   # some areas only
 #
 # Everything comes from PyPI (llama-cpp-python is a source package: it builds
 # llama.cpp with cmake here) and Debian (cmake, ninja, a C++ compiler).
