@@ -17,6 +17,7 @@ use docent_retrieve::rerank::{FastReranker, RerankerPaths};
 use docent_retrieve::search::{SearchConfig, Searcher};
 use docent_retrieve::vector::{EdgeVectorIndex, VectorSettings};
 use docent_store::Store;
+use docent_web::admission::{Admission, AdmissionConfig};
 use std::sync::Arc;
 
 /// Everything but the chat model (which only `serve` and `ask` need).
@@ -350,6 +351,82 @@ impl Components {
             orphans_in_vectors: vec.difference(&sql).count(),
             orphans_in_keywords: kw.difference(&sql).count(),
         })
+    }
+}
+
+/// What the web layer needs besides the components; `serve` and `docent
+/// bench load` build the server state the same way ([`Components::web_state`]).
+pub struct WebParts {
+    pub chat: Arc<dyn ChatModel>,
+    pub support: Option<Arc<dyn SupportModel>>,
+    pub evidence: Option<Arc<dyn docent_core::Reranker>>,
+    pub queue: Arc<docent_ingest::queue::IngestQueue>,
+    pub follower: Arc<docent_ingest::follow::Follower>,
+    pub metrics: Arc<docent_web::metrics::Metrics>,
+    pub oidc: Option<Arc<docent_web::oidc::Verifier>>,
+    pub provenance: docent_web::ModelProvenance,
+    /// The generation bounds (normally [`Components::admission_config`]).
+    pub admission: AdmissionConfig,
+}
+
+impl Components {
+    /// `generation.max_active` (else `max_num_seqs`), `max_queued`,
+    /// `queue_timeout_secs`.
+    pub fn admission_config(&self) -> AdmissionConfig {
+        AdmissionConfig {
+            max_active: self.cfg.max_active(),
+            max_queued: self.cfg.generation.max_queued,
+            queue_timeout: std::time::Duration::from_secs(self.cfg.generation.queue_timeout_secs),
+        }
+    }
+
+    /// The HTTP handlers' settings, from the config.
+    pub fn web_config(&self) -> docent_web::WebConfig {
+        let cfg = &self.cfg;
+        docent_web::WebConfig {
+            max_upload_bytes: cfg.server.max_upload_mb << 20,
+            max_json_bytes: cfg.server.max_json_kb << 10,
+            default_collection: cfg.access.default_collection.clone(),
+            default_access: cfg.access.default_labels.clone(),
+            answer: self.answer_config(),
+            retrieve_k: cfg.retrieval.answer_k,
+            evidence_rerank_n: cfg.generation.evidence_rerank_n,
+            rewrite: docent_generate::rewrite::RewriteMode::parse(&cfg.generation.rewrite)
+                .unwrap_or(docent_generate::rewrite::RewriteMode::Merge),
+            require_auth: cfg.access.require_auth,
+            cors_allowed_origins: cfg.server.cors_allowed_origins.clone(),
+            session_ttl_secs: cfg.access.session_ttl_secs,
+        }
+    }
+
+    /// The state every handler shares.
+    pub fn web_state(&self, parts: WebParts) -> docent_web::AppState {
+        let a = parts.admission;
+        tracing::info!(
+            max_active = a.max_active,
+            max_queued = a.max_queued,
+            queue_timeout_secs = a.queue_timeout.as_secs(),
+            "generation admission"
+        );
+        let admission = Admission::new(a, Arc::clone(&parts.metrics));
+        docent_web::AppState {
+            store: self.store.clone(),
+            ingestor: Arc::clone(&self.ingestor),
+            queue: parts.queue,
+            follower: parts.follower,
+            searcher: self.searcher.clone(),
+            chat: parts.chat,
+            support: parts.support,
+            evidence: parts.evidence,
+            cfg: self.web_config(),
+            limiter: docent_web::auth::RateLimiter::new(self.cfg.access.rate_limit_per_minute),
+            audit_redactor: docent_core::redact::Preset::parse(&self.cfg.access.redact_audit)
+                .and_then(docent_core::redact::Redactor::preset),
+            provenance: parts.provenance,
+            metrics: parts.metrics,
+            admission,
+            oidc: parts.oidc,
+        }
     }
 }
 

@@ -201,6 +201,15 @@ pub struct Generation {
     pub upstream_allow: Vec<String>,
     /// Bound on one upstream request, the streamed answer included.
     pub upstream_timeout_secs: u64,
+    /// Chat requests (web chat and /v1/chat/completions, streamed or not)
+    /// generating at once; 0 = `max_num_seqs`, so mistral.rs batches every
+    /// admitted request and queues none of its own.
+    pub max_active: usize,
+    /// Chat requests waiting for a generation slot; past them, 503
+    /// `overloaded` with Retry-After.
+    pub max_queued: usize,
+    /// How long a chat request may wait for a slot before it gets 503.
+    pub queue_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -371,6 +380,9 @@ impl Default for Generation {
             upstream_api_key_env: None,
             upstream_allow: Vec::new(),
             upstream_timeout_secs: 120,
+            max_active: 0,
+            max_queued: 64,
+            queue_timeout_secs: 300,
         }
     }
 }
@@ -484,6 +496,9 @@ impl Config {
         }
         if self.generation.max_prompt_tokens < 64 {
             return bad("generation.max_prompt_tokens must be at least 64");
+        }
+        if self.generation.queue_timeout_secs == 0 {
+            return bad("generation.queue_timeout_secs must be positive");
         }
         if self.retrieval.rrf_k <= 0.0 {
             return bad("retrieval.rrf_k must be positive");
@@ -756,6 +771,15 @@ impl Config {
         }
     }
 
+    /// Chat requests generating at once (`generation.max_active`, else
+    /// `generation.max_num_seqs`).
+    pub fn max_active(&self) -> usize {
+        match self.generation.max_active {
+            0 => self.generation.max_num_seqs.max(1),
+            n => n,
+        }
+    }
+
     pub fn compute_threads(&self) -> usize {
         match self.generation.threads {
             0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
@@ -936,5 +960,18 @@ mod tests {
             let e = from_toml(&format!("[generation]\n{toml}")).expect_err(toml).to_string();
             assert!(e.contains(expect), "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn admission_bounds_default_to_the_engine_and_fit_64_chats() {
+        let c = Config::default();
+        assert_eq!(c.max_active(), c.generation.max_num_seqs);
+        assert!(c.max_active() + c.generation.max_queued >= 64);
+        let c = from_toml("[generation]\nmax_active = 3\nmax_queued = 0\nqueue_timeout_secs = 5").expect("valid");
+        assert_eq!((c.max_active(), c.generation.max_queued), (3, 0));
+        let e = from_toml("[generation]\nqueue_timeout_secs = 0")
+            .expect_err("zero timeout")
+            .to_string();
+        assert!(e.contains("generation.queue_timeout_secs"), "{e}");
     }
 }

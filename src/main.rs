@@ -739,39 +739,20 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind((cfg.server.host.as_str(), cfg.server.port))
         .with_context(|| format!("binding {}:{}", cfg.server.host, cfg.server.port))?;
     let addr = listener.local_addr()?;
-    let state = docent_web::AppState {
-        store: c.store.clone(),
-        ingestor: Arc::clone(&ingestor),
-        queue: Arc::clone(&queue),
-        follower: Arc::clone(&follower),
-        searcher: c.searcher.clone(),
+    let state = c.web_state(docent::app::WebParts {
         chat,
         support,
         evidence,
-        cfg: docent_web::WebConfig {
-            max_upload_bytes: cfg.server.max_upload_mb << 20,
-            max_json_bytes: cfg.server.max_json_kb << 10,
-            default_collection: cfg.access.default_collection.clone(),
-            default_access: cfg.access.default_labels.clone(),
-            answer: c.answer_config(),
-            retrieve_k: cfg.retrieval.answer_k,
-            evidence_rerank_n: cfg.generation.evidence_rerank_n,
-            rewrite: docent_generate::rewrite::RewriteMode::parse(&cfg.generation.rewrite)
-                .unwrap_or(docent_generate::rewrite::RewriteMode::Merge),
-            require_auth: cfg.access.require_auth,
-            cors_allowed_origins: cfg.server.cors_allowed_origins.clone(),
-            session_ttl_secs: cfg.access.session_ttl_secs,
-        },
-        limiter: docent_web::auth::RateLimiter::new(cfg.access.rate_limit_per_minute),
-        audit_redactor: docent_core::redact::Preset::parse(&cfg.access.redact_audit)
-            .and_then(docent_core::redact::Redactor::preset),
+        queue: Arc::clone(&queue),
+        follower: Arc::clone(&follower),
+        metrics,
+        oidc,
         provenance: {
             let cfg = cfg.clone();
             docent_web::ModelProvenance::new(move || model_provenance(&cfg).map_err(|e| format!("{e:#}")))
         },
-        metrics,
-        oidc,
-    };
+        admission: c.admission_config(),
+    });
     let grace = cfg.server.shutdown_grace_secs;
     let server = docent_web::server(listener, state, cfg.server.workers, grace)?;
     let handle = server.handle();

@@ -30,6 +30,11 @@ pub enum ApiError {
     CsrfFailed(String),
     #[error("too many requests: retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Generation is at capacity: every slot and queue place taken, or no
+    /// slot within the queue timeout (`admission.rs`). 503 with a
+    /// Retry-After estimated from the queue.
+    #[error("{message}")]
+    Overloaded { message: String, retry_after_secs: u64 },
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -68,6 +73,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::CsrfFailed(_) => "csrf_failed",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Ingest(e) => match e {
                 IngestError::UnsupportedType(_) | IngestError::TypeMismatch(_) => "unsupported_media_type",
                 other => other.code(),
@@ -86,7 +92,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound { .. } => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) | ApiError::CsrfFailed(_) => StatusCode::FORBIDDEN,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -114,12 +120,13 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
+        // A refusal at capacity is traced (warn) where it is decided.
+        if status.is_server_error() && !matches!(self, ApiError::Overloaded { .. }) {
             tracing::error!(error = %self, code = self.code(), "request failed");
         }
         let mut resp = HttpResponse::build(status);
         match self {
-            ApiError::RateLimited { retry_after_secs } => {
+            ApiError::RateLimited { retry_after_secs } | ApiError::Overloaded { retry_after_secs, .. } => {
                 resp.insert_header(("Retry-After", retry_after_secs.to_string()));
             }
             ApiError::Unauthorized(_) => {

@@ -4,8 +4,11 @@
 //! to and from core types. Errors map to HTTP in one place ([`error`]).
 //! Model compute never runs on the actix workers: embeddings and index
 //! queries go through `spawn_blocking`, generation runs on mistral.rs's
-//! engine thread and reaches the client through a channel.
+//! engine thread and reaches the client through a channel. Every chat entry
+//! point passes one [`admission::Admission`] gate first: a bounded number of
+//! answers generate, a bounded number wait, the rest get 503 `overloaded`.
 
+pub mod admission;
 pub mod auth;
 pub mod cors;
 pub mod dto;
@@ -98,6 +101,10 @@ pub fn server(
             .configure(|c| configure(c, state.clone()))
     })
     .workers(workers.max(1))
+    // A client that hangs up ends its request at once: a chat waiting for a
+    // generation slot gives its queue place back instead of holding it
+    // until it would have run.
+    .h1_allow_half_closed(false)
     .disable_signals()
     .shutdown_timeout(shutdown_timeout_secs)
     .listen(listener)

@@ -2,7 +2,8 @@
 //!
 //! One registry per server: HTTP latency per route pattern (never the raw
 //! path, so ids do not explode cardinality), retrieval and generation
-//! latency, generated tokens, time to first token, the ingest queue and
+//! latency, generated tokens, time to first token, generation admission
+//! (slots in use, queue, refusals, queue wait), the ingest queue and
 //! stage durations, and how far this replica's indexes follow the change log.
 
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntGauge, Opts, Registry, TextEncoder};
@@ -16,6 +17,12 @@ pub struct Metrics {
     pub tokens_generated: IntCounter,
     pub generations_cancelled: IntCounter,
     pub abstentions: IntCounter,
+    /// Requests holding a generation slot / waiting for one (admission).
+    pub generation_active: IntGauge,
+    pub generation_queued: IntGauge,
+    /// Chat requests refused with 503 `overloaded`, by reason.
+    pub generation_refused: prometheus::IntCounterVec,
+    pub generation_queue_wait_seconds: HistogramVec,
     pub ingest_queue_depth: IntGauge,
     pub ingest_stage_seconds: HistogramVec,
     pub ingest_documents: prometheus::IntCounterVec,
@@ -69,6 +76,29 @@ impl Metrics {
             "Questions answered with an abstention, without a model call",
         ))?;
         registry.register(Box::new(abstentions.clone()))?;
+        let generation_active = IntGauge::with_opts(Opts::new(
+            "generation_active",
+            "Chat requests holding a generation slot (generation.max_active)",
+        ))?;
+        registry.register(Box::new(generation_active.clone()))?;
+        let generation_queued = IntGauge::with_opts(Opts::new(
+            "generation_queued",
+            "Chat requests waiting for a generation slot (generation.max_queued)",
+        ))?;
+        registry.register(Box::new(generation_queued.clone()))?;
+        let generation_refused = prometheus::IntCounterVec::new(
+            Opts::new(
+                "generation_refused_total",
+                "Chat requests refused with 503 overloaded: queue_full or queue_timeout",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(generation_refused.clone()))?;
+        let generation_queue_wait_seconds = hist(
+            "generation_queue_wait_seconds",
+            "Time an admitted chat request waited for a generation slot",
+            &["endpoint"],
+        )?;
         let ingest_queue_depth = IntGauge::with_opts(Opts::new(
             "ingest_queue_depth",
             "Ingest jobs waiting for a worker on any replica",
@@ -106,6 +136,10 @@ impl Metrics {
             tokens_generated,
             generations_cancelled,
             abstentions,
+            generation_active,
+            generation_queued,
+            generation_refused,
+            generation_queue_wait_seconds,
             ingest_queue_depth,
             ingest_stage_seconds,
             ingest_documents,

@@ -82,6 +82,8 @@ pub struct AppState {
     pub cfg: WebConfig,
     pub provenance: ModelProvenance,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Bounds the chat requests generating and waiting (503 past it).
+    pub admission: crate::admission::Admission,
     /// Requests per principal per minute (`access.rate_limit_per_minute`).
     pub limiter: crate::auth::RateLimiter,
     /// Masks PHI/PII in audit records (`access.redact_audit`).

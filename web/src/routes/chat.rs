@@ -5,7 +5,9 @@
 //! text, then one `citations` event (checked citations and per-sentence
 //! support), then `done` (usage). On failure an `error` event carries the usual error
 //! body. Generation runs in its own task; when the client disconnects the
-//! channel closes, the sink reports it, and the model stops.
+//! channel closes, the sink reports it, and the model stops. A request
+//! first takes a generation slot ([`crate::admission`]; 503 `overloaded`
+//! past the queue), which that task holds until it ends.
 
 use crate::auth::Caller;
 use crate::dto::{ChatRequest, CitationsEvent, DoneEvent};
@@ -60,12 +62,21 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
         return Err(ApiError::BadRequest("`question` is empty".to_owned()));
     }
     let principal = caller.0;
-    let conversation = match req.conversation_id {
-        Some(id) => state
-            .store
-            .get_conversation(id, &principal.user)
-            .await?
-            .ok_or(ApiError::NotFound { what: "conversation" })?,
+    let existing = match req.conversation_id {
+        Some(id) => Some(
+            state
+                .store
+                .get_conversation(id, &principal.user)
+                .await?
+                .ok_or(ApiError::NotFound { what: "conversation" })?,
+        ),
+        None => None,
+    };
+    // A generation slot (or 503 `overloaded`) before anything is written;
+    // held until the answer's task ends.
+    let permit = state.admission.admit("chat").await?;
+    let conversation = match existing {
+        Some(c) => c,
         None => state.store.create_conversation(&principal.user, &question).await?,
     };
     let history: Vec<String> = state
@@ -110,6 +121,9 @@ pub async fn chat(state: web::Data<AppState>, caller: Caller, body: web::Json<Ch
     }
     let st = state.clone();
     tokio::spawn(async move {
+        // Given back when this task ends: done, failed, or the client left
+        // (the sink reports a closed channel and the model stops).
+        let _permit = permit;
         let mut sink = ChannelSink {
             tx: tx.clone(),
             mask: crate::masking::streaming(masker.as_ref()),

@@ -123,6 +123,9 @@ pub async fn chat_completions(
             "`messages` needs a user message with text".to_owned(),
         ));
     }
+    // A generation slot (or 503 `overloaded`), held until the answer ends:
+    // by this handler, or by the task that streams it.
+    let permit = state.admission.admit("completions").await?;
     let mut cfg = state.cfg.answer.clone();
     if let Some(m) = req.max_completion_tokens.or(req.max_tokens) {
         cfg.params.max_tokens = m.clamp(1, 4096);
@@ -166,6 +169,7 @@ pub async fn chat_completions(
         let mut citations: Vec<CitationDto> = a.checked.citations.into_iter().map(Into::into).collect();
         let mut sentences: Vec<SentenceDto> = a.checked.sentences.into_iter().map(Into::into).collect();
         let content = crate::masking::answer(masker.as_ref(), content, &mut citations, &mut sentences);
+        drop(permit);
         return Ok(HttpResponse::Ok().json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
@@ -184,6 +188,7 @@ pub async fn chat_completions(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<web::Bytes>();
     let st = state.clone();
     tokio::spawn(async move {
+        let _permit = permit;
         let mut sink = ChunkSink {
             tx: tx.clone(),
             id: id.clone(),
