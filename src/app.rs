@@ -10,6 +10,7 @@ use docent_generate::mistral::{MistralChat, MistralOptions};
 use docent_generate::support::{EmbeddingSupport, RerankSupport};
 use docent_ingest::chunk::ChunkConfig;
 use docent_ingest::pipeline::{IngestConfig, Ingestor};
+use docent_retrieve::batcher::EmbedBatcher;
 use docent_retrieve::embed::{EmbedderOptions, EmbedderPaths, FastEmbedder, HfTokenCounter};
 use docent_retrieve::keyword::TantivyIndex;
 use docent_retrieve::qdrant_server::ServerVectorIndex;
@@ -24,7 +25,11 @@ use std::sync::Arc;
 pub struct Components {
     pub cfg: Config,
     pub store: Store,
+    /// The model, called directly: queries and the citation check.
     pub embedder: Arc<dyn Embedder>,
+    /// The same model behind the one batching worker: every bulk passage
+    /// embedding (ingest, the change-log follower, repair, reindex).
+    pub passages: Arc<EmbedBatcher>,
     /// qdrant-edge in the data dir, or a Qdrant server shared by replicas.
     pub vectors: Arc<dyn VectorIndex>,
     /// True when `vectors` is a Qdrant server (shared by every replica).
@@ -56,12 +61,18 @@ impl Components {
             threads,
             query_prefix: cfg.models.query_prefix.clone(),
             passage_prefix: cfg.models.passage_prefix.clone(),
+            batch: cfg.embed_policy(),
         };
-        let embedder: Arc<dyn Embedder> = Arc::new(
+        let model = Arc::new(
             tokio::task::spawn_blocking(move || FastEmbedder::load(&paths, opts))
                 .await
                 .context("embedder loader")??,
         );
+        let passages = Arc::new(
+            EmbedBatcher::start(Arc::clone(&model) as _, cfg.embed_policy())
+                .context("starting the embedding worker")?,
+        );
+        let embedder: Arc<dyn Embedder> = model;
         let counter: Arc<dyn TokenCounter> =
             Arc::new(HfTokenCounter::load(&cfg.embedding_dir().join("tokenizer.json"))?);
         let hnsw = VectorSettings {
@@ -82,7 +93,7 @@ impl Components {
         let ingestor = Arc::new(
             Ingestor::new(
                 store.clone(),
-                Arc::clone(&embedder),
+                Arc::clone(&passages) as Arc<dyn Embedder>,
                 counter,
                 Arc::clone(&vectors),
                 keywords.clone() as Arc<dyn KeywordIndex>,
@@ -121,6 +132,7 @@ impl Components {
             cfg: cfg.clone(),
             store,
             embedder,
+            passages,
             vectors,
             shared_vectors,
             keywords,
@@ -260,7 +272,7 @@ impl Components {
         let indexed: Vec<docent_core::IndexedChunk> =
             rows.iter().map(docent_store::ChunkWithAccess::to_indexed).collect();
         let texts: Vec<String> = indexed.iter().map(|c| c.text.clone()).collect();
-        let embedder = Arc::clone(&self.embedder);
+        let embedder = Arc::clone(&self.passages);
         let vectors = tokio::task::spawn_blocking(move || embedder.embed_passages(&texts)).await??;
         self.vectors.upsert(&indexed, &vectors)?;
         self.keywords.upsert(&indexed)?;

@@ -14,7 +14,7 @@
 use crate::app::Components;
 use crate::eval::{read_jsonl, CorpusDoc, Query};
 use docent_core::{
-    now_rfc3339, AccessFilter, Chunk, DocStatus, Document, IndexedChunk, KeywordIndex, LegHit, SourceKind,
+    now_rfc3339, AccessFilter, Chunk, DocStatus, Document, Embedder, IndexedChunk, KeywordIndex, LegHit, SourceKind,
 };
 use docent_retrieve::search::{Mode, Plan};
 use serde::Serialize;
@@ -319,8 +319,10 @@ async fn build(
         })
         .collect();
     let mut base_vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
-    for batch in texts.chunks(64) {
-        base_vectors.extend(c.embedder.embed_passages(batch)?);
+    // Through the shared embedding worker, as ingest embeds: rounds sorted
+    // by token count.
+    for batch in texts.chunks(c.passages.policy().max_round) {
+        base_vectors.extend(c.passages.embed_passages(batch)?);
         bar.inc(batch.len() as u64);
     }
     let embed_seconds = started.elapsed().as_secs_f64();

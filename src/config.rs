@@ -73,6 +73,13 @@ pub struct Models {
     pub onnxruntime_lib: PathBuf,
     pub embed_threads: usize,
     pub embed_max_length: usize,
+    /// Passages the shared embedding worker takes from its queue per round
+    /// (sorted by token count together, whichever ingests they came from).
+    pub embed_round: usize,
+    /// Padded tokens per model call (passages x the longest one's tokens).
+    pub embed_call_tokens: usize,
+    /// Passages per model call at most.
+    pub embed_call_max: usize,
     pub query_prefix: String,
     pub passage_prefix: String,
 }
@@ -304,6 +311,9 @@ impl Default for Models {
             onnxruntime_lib: PathBuf::from("onnxruntime/libonnxruntime.so.1.31.1"),
             embed_threads: 0,
             embed_max_length: 256,
+            embed_round: 1024,
+            embed_call_tokens: 16_384,
+            embed_call_max: 256,
             query_prefix: String::new(),
             passage_prefix: String::new(),
         }
@@ -469,6 +479,9 @@ impl Config {
         }
         if self.ingest.chunk_tokens + 2 > self.models.embed_max_length {
             return bad("ingest.chunk_tokens + 2 must fit models.embed_max_length");
+        }
+        if self.models.embed_round == 0 || self.models.embed_call_tokens == 0 || self.models.embed_call_max == 0 {
+            return bad("models.embed_round, embed_call_tokens and embed_call_max must be positive");
         }
         if !matches!(self.ingest.ocr.as_str(), "auto" | "off") {
             return bad("ingest.ocr must be \"auto\" or \"off\"");
@@ -738,6 +751,16 @@ impl Config {
 
     pub fn chat_gguf(&self) -> PathBuf {
         self.model_path(&self.models.chat_gguf)
+    }
+
+    /// How the embedding worker sizes rounds and model calls.
+    pub fn embed_policy(&self) -> docent_retrieve::batcher::BatchPolicy {
+        docent_retrieve::batcher::BatchPolicy {
+            max_round: self.models.embed_round,
+            token_budget: self.models.embed_call_tokens,
+            max_batch: self.models.embed_call_max,
+            ..Default::default()
+        }
     }
 
     pub fn embedding_dir(&self) -> PathBuf {

@@ -4,11 +4,13 @@
 //! (`load-dynamic`), never downloaded. ORT allows one environment per process,
 //! so it is created once and shared by every model.
 
+use crate::batcher::{plan_calls, BatchPolicy, PassageModel};
 use crate::error::{Result, RetrieveError, FETCH_MODELS};
 use docent_core::{BackendError, BackendResult, Embedder, TokenCounter};
 use fastembed::{InitOptionsUserDefined, Pooling, TextEmbedding, TokenizerFiles, UserDefinedEmbeddingModel};
 use parking_lot::Mutex;
 pub use sha2_free::short_hash;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use tracing::info;
@@ -51,6 +53,9 @@ pub struct EmbedderOptions {
     /// Prefixes some models (e5, bge) expect; empty for MiniLM.
     pub query_prefix: String,
     pub passage_prefix: String,
+    /// How passages are cut into model calls (direct calls and the
+    /// [`crate::batcher::EmbedBatcher`] alike).
+    pub batch: BatchPolicy,
 }
 
 impl Default for EmbedderOptions {
@@ -60,12 +65,18 @@ impl Default for EmbedderOptions {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             query_prefix: String::new(),
             passage_prefix: String::new(),
+            batch: BatchPolicy::default(),
         }
     }
 }
 
 pub struct FastEmbedder {
+    /// Locked per model call, so a query waits for one call at most.
     model: Mutex<TextEmbedding>,
+    /// The model's own tokenizer (truncation and special tokens as the model
+    /// sees them), outside the lock: passages are measured on the callers'
+    /// threads.
+    tokenizer: tokenizers::Tokenizer,
     dim: usize,
     id: String,
     opts: EmbedderOptions,
@@ -113,32 +124,48 @@ impl FastEmbedder {
             return Err(RetrieveError::Embedding("model returned an empty vector".to_owned()));
         }
         info!(model = %id, dim, "embedding model loaded");
+        let tokenizer = model.tokenizer.clone();
         Ok(Self {
             model: Mutex::new(model),
+            tokenizer,
             dim,
             id,
             opts,
         })
     }
 
-    fn embed_all(&self, texts: Vec<String>) -> BackendResult<Vec<Vec<f32>>> {
+    fn passage<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match self.opts.passage_prefix.as_str() {
+            "" => Cow::Borrowed(text),
+            p => Cow::Owned(format!("{p}{text}")),
+        }
+    }
+
+    /// One model call: every text is padded to the longest.
+    fn call(&self, texts: &[&str]) -> BackendResult<Vec<Vec<f32>>> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        // Sort by length so each batch pads to similar lengths, then restore order.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let sorted: Vec<&str> = order.iter().map(|&i| texts[i].as_str()).collect();
-        let vecs = self
-            .model
+        self.model
             .lock()
-            .embed(sorted, Some(32))
-            .map_err(|e| BackendError::backend("fastembed", e.to_string()))?;
-        let mut out = vec![Vec::new(); texts.len()];
-        for (v, &i) in vecs.into_iter().zip(order.iter()) {
-            out[i] = v;
+            .embed(texts, Some(texts.len()))
+            .map_err(|e| BackendError::backend("fastembed", e.to_string()))
+    }
+}
+
+impl PassageModel for FastEmbedder {
+    fn passage_tokens(&self, text: &str) -> usize {
+        match self.tokenizer.encode_fast(self.passage(text).as_ref(), true) {
+            Ok(enc) => enc.len(),
+            // Only used to order texts: a rough estimate will do.
+            Err(_) => (text.len() / 4 + 2).min(self.opts.max_length),
         }
-        Ok(out)
+    }
+
+    fn embed_passage_batch(&self, texts: &[&str]) -> BackendResult<Vec<Vec<f32>>> {
+        let texts: Vec<Cow<'_, str>> = texts.iter().map(|t| self.passage(t)).collect();
+        let refs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+        self.call(&refs)
     }
 }
 
@@ -147,14 +174,41 @@ impl Embedder for FastEmbedder {
         self.dim
     }
 
+    /// Direct (unbatched) passage embedding, for interactive callers such
+    /// as the citation check: sorted by token count and cut into calls by
+    /// the same policy as the batcher, but on the caller's thread.
     fn embed_passages(&self, texts: &[String]) -> BackendResult<Vec<Vec<f32>>> {
-        let p = &self.opts.passage_prefix;
-        self.embed_all(texts.iter().map(|t| format!("{p}{t}")).collect())
+        let mut order: Vec<(usize, usize)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (self.passage_tokens(t), i))
+            .collect();
+        order.sort_unstable();
+        let tokens: Vec<usize> = order.iter().map(|&(t, _)| t).collect();
+        let mut out = vec![Vec::new(); texts.len()];
+        for call in plan_calls(&tokens, self.opts.batch) {
+            let part = &order[call];
+            let batch: Vec<&str> = part.iter().map(|&(_, i)| texts[i].as_str()).collect();
+            let vecs = self.embed_passage_batch(&batch)?;
+            if vecs.len() != part.len() {
+                return Err(BackendError::invalid(
+                    "fastembed",
+                    "vector count differs from text count",
+                ));
+            }
+            for (&(_, i), v) in part.iter().zip(vecs) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
     }
 
     fn embed_query(&self, text: &str) -> BackendResult<Vec<f32>> {
-        let p = &self.opts.query_prefix;
-        self.embed_all(vec![format!("{p}{text}")])?
+        let q = match self.opts.query_prefix.as_str() {
+            "" => Cow::Borrowed(text),
+            p => Cow::Owned(format!("{p}{text}")),
+        };
+        self.call(&[q.as_ref()])?
             .pop()
             .ok_or_else(|| BackendError::invalid("fastembed", "no vector returned"))
     }
