@@ -89,6 +89,8 @@ pub struct Models {
 pub struct Ingest {
     pub chunk_tokens: usize,
     pub overlap_tokens: usize,
+    /// Passages an ingest job hands the embedding worker at a time (a
+    /// window; its progress moves per window).
     pub embed_batch: usize,
     pub workers: usize,
     pub queue_capacity: usize,
@@ -325,7 +327,7 @@ impl Default for Ingest {
         Self {
             chunk_tokens: 200,
             overlap_tokens: 32,
-            embed_batch: 32,
+            embed_batch: 256,
             workers: 1,
             queue_capacity: 256,
             extract_timeout_secs: 120,

@@ -11,8 +11,19 @@
 //!   tokens/s = (completion tokens - 1) / (last token - first token). The
 //!   prefix cache is off unless `--prefix-cache` (every run reads the whole
 //!   prompt, as on the peer's side).
-//! - embedding: `Embedder::embed_passages` over `ingest.embed_batch`-sized
-//!   parts, as the ingest pipeline calls it; `embed_query` per query.
+//! - embedding: through the path ingest uses. Each chunk set goes to the
+//!   shared [`EmbedBatcher`](docent_retrieve::batcher::EmbedBatcher) the
+//!   way one ingest job hands a document over ([`EmbedWindows`]: windows of
+//!   `ingest.embed_batch` passages, two in flight); the worker sorts what is
+//!   queued by token count and cuts model calls by
+//!   `models.embed_call_tokens` / `models.embed_call_max`.
+//!   `--jobs N` splits the set among N concurrent jobs, as N ingest workers
+//!   would. Until issue #8 the bench called `embed_passages` per 32 chunks
+//!   (the old `ingest.embed_batch`), each call sorted and padded on its own,
+//!   which is how ingest embedded then; the report's `batcher` field gives
+//!   the rounds, model calls and padding share of the last timed pass.
+//!   `embed_query` per query, directly on the model (queries never queue
+//!   behind ingest).
 //! - keyword: a fresh tantivy index per run in a temporary directory, one
 //!   upsert of the whole corpus (analysis + commit), then one search per
 //!   test query under an access filter (docent always carries one).
@@ -21,7 +32,9 @@ use crate::app::Components;
 use crate::config::Config;
 use crate::eval::{read_jsonl, read_qrels, CorpusDoc, Query};
 use anyhow::Context;
-use docent_core::{AccessFilter, ChatMessage, GenParams, IndexedChunk, KeywordIndex, Role, TokenSink};
+use docent_core::{AccessFilter, ChatMessage, Embedder, GenParams, IndexedChunk, KeywordIndex, Role, TokenSink};
+use docent_ingest::windows::EmbedWindows;
+use docent_retrieve::batcher::BatchCounts;
 use docent_retrieve::keyword::TantivyIndex;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -63,6 +76,10 @@ pub enum PeerBench {
         queries_n: usize,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Concurrent ingest jobs sharing the set (each its own contiguous
+        /// part), all feeding the one embedding worker.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
     },
     /// BM25 (tantivy) index time and query latency over a BEIR corpus, one
     /// search per test query. Prints JSON.
@@ -102,7 +119,8 @@ pub async fn run(cfg: &Config, what: PeerBench) -> anyhow::Result<Value> {
             queries,
             queries_n,
             runs,
-        } => embed(&cfg, &chunks, &queries, queries_n, runs).await,
+            jobs,
+        } => embed(&cfg, &chunks, &queries, queries_n, runs, jobs).await,
         PeerBench::Keyword { dataset, k, runs } => keyword(&cfg, &dataset, &scratch.0, k, runs),
     }
 }
@@ -227,42 +245,41 @@ async fn embed(
     queries: &Path,
     queries_n: usize,
     runs: usize,
+    jobs: usize,
 ) -> anyhow::Result<Value> {
     let c = Components::build(cfg).await?;
-    let embedder = Arc::clone(&c.embedder);
-    let batch = cfg.ingest.embed_batch.max(1);
-    let mut sets = Vec::new();
+    let passages: Arc<dyn Embedder> = Arc::clone(&c.passages) as _;
+    let window = cfg.ingest.embed_batch.max(1);
+    let jobs = jobs.max(1);
+    let dim = passages.dim();
+    let mut report = serde_json::Map::new();
+    let mut last_pass = None;
     for path in chunk_files {
         let texts: Vec<String> = read_jsonl::<CorpusDoc>(path)?.into_iter().map(|d| d.text).collect();
         let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("chunks").to_owned();
-        sets.push((name, texts));
+        // Warm-up.
+        let warm = texts[..texts.len().min(32)].to_vec();
+        embed_as_jobs(&passages, warm, window, 1).await?;
+        let mut secs = Vec::new();
+        for _ in 0..runs {
+            let input = texts.clone();
+            let before = c.passages.stats();
+            let t0 = Instant::now();
+            let vecs = embed_as_jobs(&passages, input, window, jobs).await?;
+            secs.push(t0.elapsed().as_secs_f64());
+            anyhow::ensure!(vecs.len() == texts.len() && vecs.iter().all(|v| v.len() == dim));
+            last_pass = Some(pass_counts(before, c.passages.stats()));
+        }
+        let cps: Vec<f64> = secs.iter().map(|s| texts.len() as f64 / s).collect();
+        report.insert(
+            name,
+            json!({ "chunks": texts.len(), "seconds": secs, "chunks_per_s": cps, "batcher": last_pass }),
+        );
     }
     let (queries, _) = test_queries(queries)?;
     let queries: Vec<String> = queries.into_iter().take(queries_n).map(|q| q.text).collect();
-    let dim = embedder.dim();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<Value> {
-        let mut report = serde_json::Map::new();
-        for (name, texts) in &sets {
-            // Warm-up.
-            embedder.embed_passages(&texts[..texts.len().min(32)])?;
-            let mut secs = Vec::new();
-            for _ in 0..runs {
-                let t0 = Instant::now();
-                let mut n = 0;
-                for part in texts.chunks(batch) {
-                    let v = embedder.embed_passages(part)?;
-                    anyhow::ensure!(v.len() == part.len() && v.iter().all(|x| x.len() == dim));
-                    n += v.len();
-                }
-                secs.push(t0.elapsed().as_secs_f64());
-                anyhow::ensure!(n == texts.len());
-            }
-            let cps: Vec<f64> = secs.iter().map(|s| texts.len() as f64 / s).collect();
-            report.insert(
-                name.clone(),
-                json!({ "chunks": texts.len(), "seconds": secs, "chunks_per_s": cps }),
-            );
-        }
+    let embedder = Arc::clone(&c.embedder);
+    let lat = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<f64>> {
         for q in queries.iter().take(10) {
             embedder.embed_query(q)?;
         }
@@ -272,22 +289,71 @@ async fn embed(
             embedder.embed_query(q)?;
             lat.push(t0.elapsed().as_secs_f64() * 1000.0);
         }
-        Ok(json!({
-            "engine": "docent (fastembed-rs)",
-            "model": embedder.model_id(),
-            "batching": format!("embed_passages per {batch} (ingest.embed_batch), sorted by length within a call"),
-            "sets": report,
-            "query_ms": lat,
-        }))
+        Ok(lat)
     })
     .await
-    .context("embedding bench task")?
-    .map(|mut v| {
-        v["threads"] = json!(match cfg.models.embed_threads {
+    .context("query embedding task")??;
+    let policy = c.passages.policy();
+    Ok(json!({
+        "engine": "docent (fastembed-rs)",
+        "model": c.embedder.model_id(),
+        "threads": match cfg.models.embed_threads {
             0 => cfg.compute_threads(),
             n => n,
-        });
-        v
+        },
+        "batching": format!(
+            "ingest path: {jobs} job(s), windows of {window} (2 in flight) -> one worker; rounds <= {} texts sorted by tokens, \
+             model calls <= {} padded tokens and <= {} texts",
+            policy.max_round, policy.token_budget, policy.max_batch
+        ),
+        "sets": report,
+        "query_ms": lat,
+    }))
+}
+
+/// Embeds `texts` as `jobs` concurrent ingest jobs would (contiguous parts,
+/// each in windows through [`EmbedWindows`]) and returns the vectors in
+/// input order.
+async fn embed_as_jobs(
+    passages: &Arc<dyn Embedder>,
+    texts: Vec<String>,
+    window: usize,
+    jobs: usize,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    let per_job = texts.len().div_ceil(jobs.max(1)).max(1);
+    let mut rest = texts.into_iter().peekable();
+    let mut tasks = Vec::new();
+    while rest.peek().is_some() {
+        let part: Vec<String> = rest.by_ref().take(per_job).collect();
+        let passages = Arc::clone(passages);
+        tasks.push(tokio::spawn(async move {
+            let mut windows = EmbedWindows::new(passages, part, window, 2);
+            let mut out = Vec::new();
+            while let Some(v) = windows.next().await {
+                out.extend(v?);
+            }
+            Ok::<_, docent_ingest::IngestError>(out)
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.extend(t.await.context("embedding job")??);
+    }
+    Ok(out)
+}
+
+/// What the worker did between two snapshots.
+fn pass_counts(before: BatchCounts, after: BatchCounts) -> Value {
+    let d = |a: u64, b: u64| b.saturating_sub(a);
+    let tokens = d(before.tokens, after.tokens);
+    let padded = d(before.padded_tokens, after.padded_tokens);
+    json!({
+        "rounds": d(before.rounds, after.rounds),
+        "requests": d(before.requests, after.requests),
+        "model_calls": d(before.model_calls, after.model_calls),
+        "tokens": tokens,
+        "padded_tokens": padded,
+        "padding_share": if padded > 0 { 1.0 - tokens as f64 / padded as f64 } else { 0.0 },
     })
 }
 

@@ -19,6 +19,7 @@
 use crate::chunk::{chunk_blocks, ChunkConfig};
 use crate::error::{IngestError, Result};
 use crate::extract;
+use crate::windows::EmbedWindows;
 use docent_core::{
     now_rfc3339, Chunk, DocStatus, Document, Embedder, IndexedChunk, Job, KeywordIndex, SourceKind, TokenCounter,
     VectorIndex,
@@ -33,7 +34,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy)]
 pub struct IngestConfig {
     pub chunk: ChunkConfig,
-    /// Passages per embedding call.
+    /// Passages a job hands the embedder at a time (a window; the shared
+    /// batcher sorts what is queued by length). Progress moves per window.
     pub embed_batch: usize,
     pub limits: extract::Limits,
 }
@@ -42,7 +44,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             chunk: ChunkConfig::default(),
-            embed_batch: 32,
+            embed_batch: 256,
             limits: extract::Limits::default(),
         }
     }
@@ -500,7 +502,7 @@ impl Ingestor {
     }
 
     async fn embed_and_index(&self, prepared: &[(usize, Prepared)], progress: &dyn Progress) -> Result<Vec<Document>> {
-        // Embed every chunk of the batch, in batches that cross documents.
+        // Embed every chunk of the batch, in windows that cross documents.
         let texts: Vec<String> = prepared
             .iter()
             .flat_map(|(_, p)| p.chunks.iter().map(|c| c.text.clone()))
@@ -508,14 +510,11 @@ impl Ingestor {
         let total = texts.len().max(1);
         let started = std::time::Instant::now();
         let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(texts.len());
-        for part in texts.chunks(self.cfg.embed_batch.max(1)) {
-            let embedder = Arc::clone(&self.embedder);
-            let part = part.to_vec();
-            let vs = tokio::task::spawn_blocking(move || embedder.embed_passages(&part))
-                .await
-                .map_err(|e| IngestError::Interrupted(e.to_string()))?
-                .map_err(IngestError::Embed)?;
-            vectors.extend(vs);
+        // Windows big enough for the shared batcher to sort by length, two
+        // in flight; progress moves per window.
+        let mut windows = EmbedWindows::new(Arc::clone(&self.embedder), texts, self.cfg.embed_batch, 2);
+        while let Some(vs) = windows.next().await {
+            vectors.extend(vs?);
             let p = 0.2 + 0.6 * (vectors.len() as f32 / total as f32);
             for (_, pr) in prepared {
                 progress.update(pr.doc.id, DocStatus::Embedding, p);
@@ -530,7 +529,7 @@ impl Ingestor {
         let started = std::time::Instant::now();
 
         // The truth first: each document's chunks in one transaction.
-        let mut indexed = Vec::with_capacity(texts.len());
+        let mut indexed = Vec::with_capacity(vectors.len());
         // The labels each document's chunks got (its labels as stored when
         // its chunks were written).
         let mut used_labels = Vec::with_capacity(prepared.len());
