@@ -6,7 +6,7 @@ use docent_core::{ChatModel, Embedder, KeywordIndex, TokenCounter, VectorIndex};
 use docent_generate::answer::AnswerConfig;
 use docent_generate::citations::CheckConfig;
 use docent_generate::citations::SupportModel;
-use docent_generate::mistral::{MistralChat, MistralOptions};
+use docent_generate::mistral::{MistralChat, MistralOptions, PagedKv};
 use docent_generate::support::{EmbeddingSupport, RerankSupport};
 use docent_ingest::chunk::ChunkConfig;
 use docent_ingest::pipeline::{IngestConfig, Ingestor};
@@ -175,6 +175,12 @@ impl Components {
             gguf: self.cfg.chat_gguf(),
             max_num_seqs: self.cfg.generation.max_num_seqs,
             prefix_cache_n: self.cfg.generation.prefix_cache_n,
+            paged: self.cfg.generation.paged_attention.then(|| PagedKv {
+                block_size: self.cfg.generation.paged_block_size,
+                kv_cache_mb: self.cfg.generation.kv_cache_mb,
+                gpu_memory_utilization: self.cfg.generation.gpu_memory_utilization,
+                fp8: self.cfg.generation.kv_cache_type == "f8e4m3",
+            }),
         };
         Ok(Arc::new(MistralChat::load(&opts).await?))
     }

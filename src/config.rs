@@ -177,6 +177,18 @@ pub struct Generation {
     pub temperature: f32,
     pub max_num_seqs: usize,
     pub prefix_cache_n: usize,
+    /// GPU builds (`--features cuda`): PagedAttention for the KV cache. No
+    /// effect on CPU, where mistral.rs does not support it.
+    pub paged_attention: bool,
+    /// Tokens per KV block (8, 16 or 32).
+    pub paged_block_size: usize,
+    /// KV cache size in MiB on the GPU; 0 = `gpu_memory_utilization`.
+    pub kv_cache_mb: usize,
+    /// Share of GPU memory (weights included) mistral.rs may fill when
+    /// `kv_cache_mb` is 0.
+    pub gpu_memory_utilization: f32,
+    /// "auto" (the model's dtype) or "f8e4m3" (half the bytes per token).
+    pub kv_cache_type: String,
     /// Threads for model compute (RAYON_NUM_THREADS); 0 = all cores.
     pub threads: usize,
     /// Abstain without calling the model when the best passage's cosine
@@ -381,6 +393,11 @@ impl Default for Generation {
             temperature: 0.0,
             max_num_seqs: 8,
             prefix_cache_n: 16,
+            paged_attention: true,
+            paged_block_size: 32,
+            kv_cache_mb: 0,
+            gpu_memory_utilization: 0.9,
+            kv_cache_type: "auto".into(),
             threads: 0,
             min_evidence: 0.25,
             evidence: "cross-encoder".into(),
@@ -496,6 +513,15 @@ impl Config {
             "auto" | "embedding" | "reranker" | "lexical"
         ) {
             return bad("generation.citation_support must be \"auto\", \"embedding\", \"reranker\" or \"lexical\"");
+        }
+        if !matches!(self.generation.paged_block_size, 8 | 16 | 32) {
+            return bad("generation.paged_block_size must be 8, 16 or 32");
+        }
+        if !(self.generation.gpu_memory_utilization > 0.0 && self.generation.gpu_memory_utilization <= 1.0) {
+            return bad("generation.gpu_memory_utilization must be in (0, 1]");
+        }
+        if !matches!(self.generation.kv_cache_type.as_str(), "auto" | "f8e4m3") {
+            return bad("generation.kv_cache_type must be \"auto\" or \"f8e4m3\"");
         }
         if !matches!(self.generation.evidence.as_str(), "cross-encoder" | "dense") {
             return bad("generation.evidence must be \"cross-encoder\" or \"dense\"");

@@ -7,7 +7,10 @@
 
 use crate::error::{GenerateError, Result};
 use docent_core::{BackendError, BackendResult, ChatMessage, ChatModel, GenParams, GenUsage, Role, TokenSink};
-use mistralrs::{GgufModelBuilder, Model, RequestBuilder, Response, TextMessageRole, TextMessages, TokenSource};
+use mistralrs::{
+    GgufModelBuilder, MemoryGpuConfig, Model, PagedAttentionConfig, PagedAttentionMetaBuilder, PagedCacheType,
+    RequestBuilder, Response, TextMessageRole, TextMessages, TokenSource,
+};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tracing::info;
@@ -20,6 +23,46 @@ pub struct MistralOptions {
     pub gguf: PathBuf,
     pub max_num_seqs: usize,
     pub prefix_cache_n: usize,
+    /// PagedAttention settings; applied only where mistral.rs supports it
+    /// (CUDA and Metal builds), ignored on CPU.
+    pub paged: Option<PagedKv>,
+}
+
+/// The KV cache of a GPU build (see docs/gpu.md).
+#[derive(Debug, Clone, Copy)]
+pub struct PagedKv {
+    /// Tokens per KV block (8, 16 or 32).
+    pub block_size: usize,
+    /// KV cache size in MiB; 0 = `gpu_memory_utilization`.
+    pub kv_cache_mb: usize,
+    /// Share of GPU memory mistral.rs may fill when `kv_cache_mb` is 0.
+    pub gpu_memory_utilization: f32,
+    /// FP8 (E4M3) KV entries: half the memory and bandwidth per token.
+    pub fp8: bool,
+}
+
+impl PagedKv {
+    fn config(&self) -> Result<PagedAttentionConfig> {
+        let mem = if self.kv_cache_mb > 0 {
+            MemoryGpuConfig::MbAmount(self.kv_cache_mb)
+        } else {
+            MemoryGpuConfig::Utilization(self.gpu_memory_utilization)
+        };
+        let cache_type = if self.fp8 {
+            PagedCacheType::F8E4M3
+        } else {
+            PagedCacheType::Auto
+        };
+        PagedAttentionMetaBuilder::default()
+            .with_block_size(self.block_size)
+            .with_gpu_memory(mem)
+            .with_paged_cache_type(cache_type)
+            .build()
+            .map_err(|e| GenerateError::Load {
+                path: "generation.paged_attention".to_owned(),
+                message: e.to_string(),
+            })
+    }
 }
 
 pub struct MistralChat {
@@ -62,11 +105,20 @@ impl MistralChat {
             message: e.to_string(),
         })?;
         let started = Instant::now();
-        let model = GgufModelBuilder::new(dir.display().to_string(), vec![file.to_owned()])
-            .with_force_cpu()
+        let mut builder = GgufModelBuilder::new(dir.display().to_string(), vec![file.to_owned()])
             .with_token_source(TokenSource::None)
             .with_max_num_seqs(opts.max_num_seqs.max(1))
-            .with_prefix_cache_n(Some(opts.prefix_cache_n))
+            .with_prefix_cache_n(Some(opts.prefix_cache_n));
+        // A CUDA build runs on the GPU (mistral.rs picks device 0); the CPU
+        // build must never probe for one.
+        if !cfg!(feature = "cuda") {
+            builder = builder.with_force_cpu();
+        }
+        if let Some(paged) = &opts.paged {
+            // A no-op where PagedAttention is unsupported (CPU).
+            builder = builder.with_paged_attn(paged.config()?);
+        }
+        let model = builder
             .build()
             .await
             .map_err(|e| GenerateError::Load {
