@@ -55,6 +55,10 @@ enum Cmd {
         /// The documents' own date (YYYY-MM-DD or RFC 3339) for date filters.
         #[arg(long)]
         date: Option<String>,
+        /// Print the summary (counts, throughput, stage times, failures) as
+        /// one line of JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Show what docent reads from one file (type, pages, positioned text),
     /// without storing anything.
@@ -338,6 +342,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
             access,
             tags,
             date,
+            json,
         } => {
             ingest(
                 cfg,
@@ -346,6 +351,7 @@ async fn run(cmd: Cmd, mut cfg: Config) -> anyhow::Result<()> {
                 access,
                 docent_core::split_list(tags.as_deref()),
                 date,
+                json,
             )
             .await
         }
@@ -1061,6 +1067,7 @@ async fn ingest(
     access: Option<String>,
     tags: Vec<String>,
     date: Option<String>,
+    json: bool,
 ) -> anyhow::Result<()> {
     if let Some(d) = date.as_deref() {
         parse_bound(d, false)?;
@@ -1085,7 +1092,11 @@ async fn ingest(
         // None named: the documents inherit the collection's groups (the
         // default labels when the collection has none configured).
         .unwrap_or_default();
-    let bar = indicatif::ProgressBar::new(files.len() as u64);
+    let bar = if json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(files.len() as u64)
+    };
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:40}] {pos}/{len} {wide_msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
@@ -1164,6 +1175,41 @@ async fn ingest(
         }
     }
     let per_s = |n: f64| if elapsed > 0.0 { n / elapsed } else { 0.0 };
+    if json {
+        let stage_seconds = stages.lock().map(|c| c.totals.clone()).unwrap_or_default();
+        let total: f64 = stage_seconds.values().sum();
+        let stage_share: std::collections::BTreeMap<&str, f64> = stage_seconds
+            .iter()
+            .map(|(s, secs)| (*s, if total > 0.0 { secs / total } else { 0.0 }))
+            .collect();
+        let mut by_class: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for (_, code, _) in &failures {
+            *by_class.entry(code).or_default() += 1;
+        }
+        let summary = serde_json::json!({
+            "files": files.len(),
+            "ingested": ready,
+            "unchanged": dup,
+            "removed": removed,
+            "failed": failed,
+            "pages": pages,
+            "chunks": chunks,
+            "bytes": bytes_total,
+            "elapsed_s": elapsed,
+            "pages_per_s": per_s(pages as f64),
+            "chunks_per_s": per_s(chunks as f64),
+            "files_per_s": per_s((ready + failed) as f64),
+            "stage_seconds": stage_seconds,
+            "stage_share": stage_share,
+            "failed_by_class": by_class,
+            "failures": failures
+                .iter()
+                .map(|(f, code, msg)| serde_json::json!({"file": f, "code": code, "message": msg}))
+                .collect::<Vec<_>>(),
+        });
+        println!("{summary}");
+        return Ok(());
+    }
     println!("{:<12} {:>8}", "files", files.len());
     println!("{:<12} {:>8}", "ingested", ready);
     println!("{:<12} {:>8}", "unchanged", dup);
