@@ -293,6 +293,7 @@ enum EvalCmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    check_cpu();
     let cli = Cli::parse();
     let cfg = Config::load(cli.config.as_deref())?;
     init_tracing(cli.json_logs);
@@ -306,6 +307,20 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     rt.block_on(run(cli.cmd, cfg))
+}
+
+/// The default build targets x86-64-v3 (.cargo/config.toml); on an older
+/// CPU it would die on an illegal instruction somewhere in a model. Say so
+/// up front instead, naming the portable build.
+fn check_cpu() {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+        eprintln!(
+            "docent: this binary was built for x86-64-v3 (AVX2, FMA) and this CPU lacks them; \
+             build the portable one: RUSTFLAGS=\"-C target-cpu=x86-64\" cargo build --release (README, Build target)"
+        );
+        std::process::exit(2);
+    }
 }
 
 fn init_tracing(json: bool) {
