@@ -50,8 +50,14 @@ pub enum PeerBench {
     /// first token. Prints JSON.
     Generate {
         /// The user message (scripts/bench/peers.py prepare writes one).
+        /// Several: run `r` sends prompt `r mod n`.
+        #[arg(long, num_args = 1.., required = true)]
+        prompt: Vec<PathBuf>,
+        /// Send docent's own system prompt first, as the chat path does
+        /// (with --prefix-cache, its KV is reused from the previous run
+        /// while each run's sources differ).
         #[arg(long)]
-        prompt: PathBuf,
+        system_prompt: bool,
         #[arg(long, default_value_t = 128)]
         max_tokens: u32,
         #[arg(long, default_value_t = 5)]
@@ -108,11 +114,12 @@ pub async fn run(cfg: &Config, what: PeerBench) -> anyhow::Result<Value> {
             runs,
             warmup,
             prefix_cache,
+            system_prompt,
         } => {
             if !prefix_cache {
                 cfg.generation.prefix_cache_n = 0;
             }
-            generate(&cfg, &prompt, max_tokens, runs, warmup).await
+            generate(&cfg, &prompt, system_prompt, max_tokens, runs, warmup).await
         }
         PeerBench::Embed {
             chunks,
@@ -160,17 +167,35 @@ impl TokenSink for Stamps {
     }
 }
 
-async fn generate(cfg: &Config, prompt: &Path, max_tokens: u32, runs: usize, warmup: usize) -> anyhow::Result<Value> {
-    let prompt = std::fs::read_to_string(prompt).with_context(|| format!("reading {}", prompt.display()))?;
+async fn generate(
+    cfg: &Config,
+    prompts: &[PathBuf],
+    system_prompt: bool,
+    max_tokens: u32,
+    runs: usize,
+    warmup: usize,
+) -> anyhow::Result<Value> {
+    let mut conversations = Vec::new();
+    for p in prompts {
+        let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        let mut messages = Vec::new();
+        if system_prompt {
+            messages.push(ChatMessage {
+                role: Role::System,
+                content: docent_generate::prompt::SYSTEM_PROMPT.to_owned(),
+            });
+        }
+        messages.push(ChatMessage {
+            role: Role::User,
+            content: text,
+        });
+        conversations.push(messages);
+    }
     let c = Components::build(cfg).await?;
     let t = Instant::now();
     let model = c.chat_model().await?;
     let load_s = t.elapsed().as_secs_f64();
-    let messages = vec![ChatMessage {
-        role: Role::User,
-        content: prompt,
-    }];
-    let counted = model.count_prompt_tokens(&messages).await?;
+    let counted = model.count_prompt_tokens(&conversations[0]).await?;
     let params = GenParams {
         max_tokens,
         temperature: 0.0,
@@ -178,6 +203,7 @@ async fn generate(cfg: &Config, prompt: &Path, max_tokens: u32, runs: usize, war
     let mut out = Vec::new();
     let mut sample = String::new();
     for r in 0..warmup + runs {
+        let messages = &conversations[r % conversations.len()];
         let mut sink = Stamps {
             first: None,
             last: None,
@@ -221,6 +247,8 @@ async fn generate(cfg: &Config, prompt: &Path, max_tokens: u32, runs: usize, war
         "prefix_cache_n": cfg.generation.prefix_cache_n,
         "max_num_seqs": cfg.generation.max_num_seqs,
         "counted_prompt_tokens": counted,
+        "prompts": prompts.len(),
+        "system_prompt": system_prompt,
         "load_s": load_s,
         "max_tokens": max_tokens,
         "sample_text": sample,

@@ -84,6 +84,17 @@ PROMPT_HEAD = (
 )
 
 
+def docent_system_prompt():
+    """docent's SYSTEM_PROMPT, read from its source so the two never drift."""
+    import re
+
+    src = (Path(__file__).resolve().parents[2] / "generate" / "src" / "prompt.rs").read_text(encoding="utf-8")
+    m = re.search(r'pub const SYSTEM_PROMPT: &str = "(.*?)";', src, re.S)
+    if not m:
+        raise SystemExit("peers.py: SYSTEM_PROMPT not found in generate/src/prompt.rs")
+    return re.sub(r"\\\n\s*", "", m.group(1))
+
+
 def build_prompt(context, question, n_sentences, per_source=6):
     import re
 
@@ -132,6 +143,31 @@ def cmd_prepare(a):
     prompt = build_prompt(context, question, lo)
     (w / "prompt.txt").write_text(prompt, encoding="utf-8")
 
+    # RAG prompts as the chat path sends them: docent's fixed system prompt,
+    # then sources from a different article each time (articles 2-5), so a
+    # prefix cache can reuse the system prompt and nothing else.
+    system = docent_system_prompt()
+
+    def count_rag(text):
+        msgs = [{"role": "system", "content": system}, {"role": "user", "content": text}]
+        p = fmt(messages=msgs).prompt
+        return len(llm.tokenize(p.encode("utf-8"), add_bos=False, special=True))
+
+    rag_files = []
+    for i, art in enumerate(covid["data"][1:5]):
+        para = art["paragraphs"][0]
+        ctx, q = para["context"], para["qas"][0]["question"] + " " + LONG_ANSWER
+        lo, hi = 1, 400
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count_rag(build_prompt(ctx, q, mid)) <= a.prompt_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        f = w / f"prompt-rag-{i}.txt"
+        f.write_text(build_prompt(ctx, q, lo), encoding="utf-8")
+        rag_files.append({"file": str(f), "prompt_tokens": count_rag(build_prompt(ctx, q, lo))})
+
     # Chunk sets, cut from SciFact abstracts and CovidQA articles with the
     # embedding model's own tokenizer (no special tokens counted; at most 254
     # so [CLS] .. [SEP] fits docent's 256-token window untruncated).
@@ -172,7 +208,7 @@ def cmd_prepare(a):
             for r in rows:
                 f.write(json.dumps(r) + "\n")
         summary[name] = {"chunks": n, "tokens_mean": statistics.mean(lens), "tokens_min": min(lens), "tokens_max": max(lens)}
-    out({"prompt_file": str(w / "prompt.txt"), "prompt_tokens": count(prompt), "prompt_sentences": lo, "chunk_sets": summary})
+    out({"prompt_file": str(w / "prompt.txt"), "prompt_tokens": count(prompt), "prompt_sentences": lo, "rag_prompts": rag_files, "chunk_sets": summary})
 
 
 # ---------------------------------------------------------------- generate
