@@ -119,7 +119,7 @@ fn dir_size(p: &Path) -> u64 {
 }
 
 /// (VmRSS, VmHWM) of this process in bytes.
-fn rss() -> (u64, u64) {
+pub(crate) fn rss() -> (u64, u64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let field = |name: &str| {
         status
@@ -153,7 +153,7 @@ pub struct Percentiles {
     pub mean_ms: f64,
 }
 
-fn percentiles(mut ms: Vec<f64>) -> Percentiles {
+pub(crate) fn percentiles(mut ms: Vec<f64>) -> Percentiles {
     ms.sort_by(f64::total_cmp);
     let pick = |p: f64| {
         if ms.is_empty() {
@@ -637,7 +637,7 @@ fn pct(delta: f64, base: f64) -> f64 {
     }
 }
 
-fn machine(load_before: String) -> Machine {
+pub(crate) fn machine(load_before: String) -> Machine {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
@@ -667,7 +667,7 @@ fn machine(load_before: String) -> Machine {
     }
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
@@ -675,7 +675,7 @@ fn loadavg() -> String {
 
 /// This process's command line, as `docent ...` with the DOCENT__ variables
 /// that configure it in front, quoted for a POSIX shell.
-fn command_line() -> String {
+pub(crate) fn command_line() -> String {
     let quote = |s: &str| {
         if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=,:@+%".contains(c)) {
             s.to_owned()
@@ -1370,7 +1370,7 @@ pub fn permission_markdown(r: &PermissionReport, previous: Option<&str>) -> Stri
 }
 
 /// The hand-written notes after [`NOTES_MARKER`], trimmed; `None` if none.
-fn kept_notes(previous: &str) -> Option<&str> {
+pub(crate) fn kept_notes(previous: &str) -> Option<&str> {
     let (_, notes) = previous.split_once(NOTES_MARKER)?;
     let notes = notes.trim();
     (!notes.is_empty()).then_some(notes)

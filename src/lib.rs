@@ -6,4 +6,5 @@ pub mod app;
 pub mod bench;
 pub mod config;
 pub mod eval;
+pub mod load;
 pub mod perf;

@@ -225,6 +225,12 @@ enum BenchCmd {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+    /// The server under load (issue #8): the real server in this process on
+    /// 127.0.0.1, a few COVID-QA articles uploaded, then concurrent
+    /// streamed chat sessions over loopback HTTP (TTFT p50/p95, tokens/s,
+    /// error rate, peak RSS), then more requests at once than a small
+    /// admission capacity allows (200 / clean 503 / other). Stops by itself.
+    Load(docent::load::LoadOptions),
     /// `generate`, `embed`, `keyword`: docent's side of the comparison
     /// with llama.cpp, fastembed-python and bm25s (scripts/bench-peers.sh).
     #[command(flatten)]
@@ -669,6 +675,7 @@ async fn bench(cfg: Config, what: BenchCmd) -> anyhow::Result<()> {
             }
             return Ok(());
         }
+        BenchCmd::Load(opts) => return docent::load::command(&cfg, &opts).await,
         BenchCmd::Peer(what) => {
             let report = docent::perf::run(&cfg, what).await?;
             println!("{}", serde_json::to_string(&report)?);

@@ -75,6 +75,8 @@ struct Inner {
     admitted: AtomicU64,
     refused_full: AtomicU64,
     refused_timeout: AtomicU64,
+    /// Longest wait for a slot of an admitted request (ms).
+    max_wait_ms: AtomicU64,
     /// Moving average of how long a request held a slot (seconds).
     hold_secs: Mutex<Option<f64>>,
     metrics: Arc<Metrics>,
@@ -170,6 +172,8 @@ pub struct AdmissionStats {
     pub admitted: u64,
     pub refused_queue_full: u64,
     pub refused_queue_timeout: u64,
+    /// Longest wait for a slot of an admitted request.
+    pub max_wait_secs: f64,
     /// Moving average of the time a request held a slot.
     pub mean_hold_secs: Option<f64>,
 }
@@ -189,6 +193,7 @@ impl Admission {
             admitted: AtomicU64::new(0),
             refused_full: AtomicU64::new(0),
             refused_timeout: AtomicU64::new(0),
+            max_wait_ms: AtomicU64::new(0),
             hold_secs: Mutex::new(None),
             metrics,
         };
@@ -223,11 +228,15 @@ impl Admission {
         inner.active.fetch_add(1, Ordering::SeqCst);
         inner.admitted.fetch_add(1, Ordering::Relaxed);
         inner.gauges();
+        let waited = started.elapsed();
+        inner
+            .max_wait_ms
+            .fetch_max(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         inner
             .metrics
             .generation_queue_wait_seconds
             .with_label_values(&[endpoint])
-            .observe(started.elapsed().as_secs_f64());
+            .observe(waited.as_secs_f64());
         Ok(Permit {
             _slot: slot,
             _place: place,
@@ -301,6 +310,7 @@ impl Admission {
             admitted: inner.admitted.load(Ordering::Relaxed),
             refused_queue_full: inner.refused_full.load(Ordering::Relaxed),
             refused_queue_timeout: inner.refused_timeout.load(Ordering::Relaxed),
+            max_wait_secs: inner.max_wait_ms.load(Ordering::Relaxed) as f64 / 1000.0,
             mean_hold_secs: inner.hold(),
         }
     }
