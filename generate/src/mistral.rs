@@ -118,13 +118,10 @@ impl MistralChat {
             // A no-op where PagedAttention is unsupported (CPU).
             builder = builder.with_paged_attn(paged.config()?);
         }
-        let model = builder
-            .build()
-            .await
-            .map_err(|e| GenerateError::Load {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        let model = builder.build().await.map_err(|e| GenerateError::Load {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
         // The usable window: what the file was trained for, capped by what
         // the engine was sized for.
         let trained = crate::gguf::read_file(path)

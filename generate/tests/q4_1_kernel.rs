@@ -11,7 +11,10 @@ fn max_rel_err(got: &Tensor, want: &Tensor) -> f32 {
     let want = want.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("want");
     assert_eq!(got.len(), want.len());
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    got.iter().zip(&want).map(|(a, b)| (a - b).abs() / scale).fold(0f32, f32::max)
+    got.iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs() / scale)
+        .fold(0f32, f32::max)
 }
 
 #[test]
