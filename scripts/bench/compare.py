@@ -64,7 +64,23 @@ def stat_busy_s():
     return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def sh(cmd, env=None, cwd=ROOT):
+class Failed(Exception):
+    """A process that exited non-zero or printed no JSON."""
+
+    def __init__(self, cmd, rc, stderr, stdout):
+        super().__init__(f"failed ({rc}): {shlex.join(cmd)}")
+        self.rc = rc
+        # The panic or error message is near the top; a backtrace follows.
+        lines = [l.strip() for l in stderr.splitlines() if l.strip()]
+        at = next((i for i, l in enumerate(lines) if "panicked at" in l or l.startswith("Error")), None)
+        # A panic's message is on the line after its location.
+        msg = " ".join(lines[at:at + 2]) if at is not None else (lines[-1] if lines else "")
+        self.message = msg[:400] or stdout.strip()[-300:]
+
+
+def sh(cmd, env=None, cwd=ROOT, check=True):
+    """Runs one benchmark process and returns its JSON report. A failure ends
+    the harness, or with check=False raises Failed for the caller to record."""
     import resource
 
     t = time.perf_counter()
@@ -75,12 +91,14 @@ def sh(cmd, env=None, cwd=ROOT):
     own = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     wall = time.perf_counter() - t
     others = max(0.0, (stat_busy_s() - b0 - own) / (wall * (os.cpu_count() or 1)))
-    if p.returncode != 0:
-        sys.stderr.write(p.stderr[-4000:])
-        raise SystemExit(f"compare: failed ({p.returncode}): {shlex.join(cmd)}")
-    rep = last_json(p.stdout)
+    rep = last_json(p.stdout) if p.returncode == 0 else None
     if rep is None:
-        raise SystemExit(f"compare: no JSON from {shlex.join(cmd)}\n{p.stdout[-2000:]}")
+        sys.stderr.write(p.stderr[:2000] + ("\n[...]\n" + p.stderr[-2000:] if len(p.stderr) > 4000 else p.stderr[2000:]))
+        what = f"failed ({p.returncode})" if p.returncode else "no JSON"
+        if check:
+            raise SystemExit(f"compare: {what}: {shlex.join(cmd)}\n{p.stdout[-2000:]}")
+        sys.stderr.write(f"compare: {what}, recorded and going on: {shlex.join(cmd)}\n")
+        raise Failed(cmd, p.returncode, p.stderr, p.stdout)
     sys.stderr.write(f"compare: {wall:6.1f} s (others {others:.0%})  {shlex.join(cmd)[:160]}\n")
     rep["wall_s"] = wall
     rep["others_cpu_share"] = others
@@ -289,6 +307,20 @@ def main():
     ap.add_argument("--quiet-wait", type=float, default=20,
                     help="before each process, wait up to this many seconds for other work to leave the CPUs idle")
     a = ap.parse_args()
+    saved = json.loads(Path(a.from_json).read_text()) if a.from_json else None
+    run_argv = sys.argv[1:]
+    if saved:
+        # Re-rendering: the run's own arguments (rounds, sizes, paths), then
+        # whatever this invocation gives; not its --out.
+        meta = saved.get("meta", {})
+        run_argv = meta.get("run_argv") or [x for x in meta.get("argv", []) if "--from-json" not in meta.get("argv", [])]
+        keep, skip = [], False
+        for x in run_argv:
+            if skip or x == "--out" or x.startswith("--out="):
+                skip = x == "--out"
+                continue
+            keep.append(x)
+        a = ap.parse_args([*keep, *sys.argv[1:]])
 
     py = sys.executable
     peers = str(HERE / "peers.py")
@@ -298,7 +330,6 @@ def main():
     scifact = str(data / "scifact")
     pdfs = a.pdfs or str(data / "pdfs")
     search_dir = Path(a.search_dir or w / f"search-{a.search_chunks}")
-    saved = json.loads(Path(a.from_json).read_text()) if a.from_json else None
     if not saved and not Path(a.docent_bin).is_file():
         raise SystemExit(f"compare: no docent binary at {a.docent_bin} (cargo build first)")
     if saved:
@@ -407,6 +438,7 @@ def main():
 
     raw = {b: {side: [] for side in cmds[b]} for b in only}
     setup = saved.get("setup", {}) if saved else {}
+    failures = saved.get("failures", []) if saved else []
     started = dt.datetime.now(dt.timezone.utc)
 
     def report(rounds_done):
@@ -497,7 +529,7 @@ def main():
             add("keyword (SciFact)", "query p50", pct(dq, 50), pct(pq, 50), False, " ms", None, "{:.2f}")
             add("keyword (SciFact)", "query p95", pct(dq, 95), pct(pq, 95), False, " ms", None, "{:.2f}")
         search_meta = None
-        if "search" in raw:
+        if raw.get("search", {}).get("docent"):
             sr = raw["search"]["docent"]
 
             def mode(rep, name):
@@ -524,7 +556,7 @@ def main():
             search_meta["rep"] = sr[-1]
             search_meta["peak_rss"] = med([rep["peak_rss_bytes"] for rep in sr])
         ingest_meta = None
-        if "ingest" in raw:
+        if raw.get("ingest", {}).get("docent"):
             ir = raw["ingest"]["docent"]
             last = ir[-1]
             area = f"ingestion ({last['files']} files)"
@@ -541,7 +573,7 @@ def main():
             ingest_meta = {"rep": last, "elapsed": med([rep["elapsed_s"] for rep in ir]),
                            "pages": sorted({rep["pages"] for rep in ir}), "chunks": sorted({rep["chunks"] for rep in ir})}
         load_meta = None
-        if "load" in raw:
+        if raw.get("load", {}).get("docent"):
             lr = raw["load"]["docent"]
             nums = [flat_numbers({k: v for k, v in rep.items() if k not in LOAD_SKIP}) for rep in lr]
             sessions = (lr[-1].get("load") or {}).get("sessions")
@@ -599,8 +631,13 @@ def main():
         busy = [rep["busy_before"] for b in raw for side in raw[b] for rep in raw[b][side]]
         others = [rep["others_cpu_share"] for b in raw for side in raw[b] for rep in raw[b][side]]
         L.append(f"- other work on the machine just before each process (CPU busy share, waited up to {a.quiet_wait:.0f} s "
-                 f"for < 15%): median {med(busy):.0%}, max {max(busy):.0%}; during the processes (CPU time of other "
-                 f"work / all CPU time): median {med(others):.0%}, max {max(others):.0%}")
+                 f"for < 15%): median {med(busy):.0%}, max {max(busy, default=float('nan')):.0%}; during the processes "
+                 f"(CPU time of other work / all CPU time): median {med(others):.0%}, max "
+                 f"{max(others, default=float('nan')):.0%}")
+        if failures:
+            L.append("- failed runs, left out of the figures: " + "; ".join(
+                f"{f['area']} {'setup' if f['round'] == 0 else 'round ' + str(f['round'])} (exit {f['exit']}: "
+                f"{f['message'].replace('|', '/')})" for f in failures))
         L.append("")
         table_at = len(L)
         L.append("| area | figure | docent (median) | peer (median) | ratio | best run: docent / peer (ratio) | target | |")
@@ -726,14 +763,16 @@ def main():
         L.append("\n" + marker + notes.rstrip("\n") + "\n")
         outp.write_text("\n".join(L))
         outp.with_suffix(".json").write_text(json.dumps({"prepared": prepared, "summary": summary, "versions": {**dv, **pv},
-                                                         "machine": m, "raw": raw, "setup": setup, "commands": commands,
+                                                         "machine": m, "raw": raw, "setup": setup, "commands": commands, "failures": failures,
                                                          "meta": {"started": started_s, "finished": finished_s,
-                                                                  "rounds_done": rounds_done, "argv": sys.argv[1:]}}, indent=1))
+                                                                  "rounds_done": rounds_done, "argv": sys.argv[1:],
+                                                                  "run_argv": run_argv}}, indent=1))
         print("\n".join(L[:table_end]))
 
     if saved:
         raw = saved["raw"]
-        report(min(len(reps) for sides in raw.values() for reps in sides.values()))
+        report(saved.get("meta", {}).get("rounds_done")
+               or min(len(reps) for sides in raw.values() for reps in sides.values()))
         return
     if "search" in only:
         # The collection is built once (embedding the corpus takes minutes)
@@ -744,12 +783,18 @@ def main():
             search_dir.mkdir(parents=True)
             sys.stderr.write(f"compare: building the search collection ({a.search_chunks} chunks) in {search_dir}\n")
             cmd, env = cmds["search"]["docent"]
-            rep = sh(cmd, env=env)
-            marker.write_text(json.dumps({
-                "chunks": rep["chunks"], "build_seconds": rep.get("build_seconds"),
-                "embed_seconds": rep.get("embed_seconds"), "docent": docent_versions(a.docent_bin)["docent"].split(" (")[0],
-                "built": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"}))
-        setup["search"] = json.loads(marker.read_text())
+            try:
+                rep = sh(cmd, env=env, check=False)
+                marker.write_text(json.dumps({
+                    "chunks": rep["chunks"], "build_seconds": rep.get("build_seconds"),
+                    "embed_seconds": rep.get("embed_seconds"),
+                    "docent": docent_versions(a.docent_bin)["docent"].split(" (")[0],
+                    "built": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"}))
+            except Failed as e:
+                failures.append({"area": "search", "round": 0, "exit": e.rc, "message": e.message})
+                only.remove("search")
+        if marker.is_file():
+            setup["search"] = json.loads(marker.read_text())
     for r in range(a.rounds):
         order = ["peer", "docent"] if r % 2 == 0 else ["docent", "peer"]
         for b in only:
@@ -760,7 +805,12 @@ def main():
                 if b in fresh:
                     shutil.rmtree(fresh[b], ignore_errors=True)
                 busy = wait_quiet(a.quiet_wait)
-                rep = sh(cmd, env=env)
+                try:
+                    # docent alone: a failed run is recorded and the others go on.
+                    rep = sh(cmd, env=env, check=b in PEER_AREAS)
+                except Failed as e:
+                    failures.append({"area": b, "round": r + 1, "exit": e.rc, "message": e.message})
+                    continue
                 rep["busy_before"] = busy
                 raw[b][side].append(rep)
         # Written after every round, so an interrupted run still leaves its figures.
