@@ -245,7 +245,7 @@ def flat_numbers(obj, prefix=""):
 
 def fmt_num(x):
     if isinstance(x, float) and not x.is_integer():
-        return f"{x:.3g}" if abs(x) < 100 else f"{x:.1f}"
+        return f"{x:.3g}" if abs(x) < 100 else f"{x:,.0f}"
     return f"{int(x):,}"
 
 
@@ -723,7 +723,7 @@ def main():
             text = (f"- **load**: `docent bench load --json` (src/load.rs), one process per round: the real server in the "
                     f"process on 127.0.0.1 with a temporary data directory")
             if co:
-                text += (f", {co.get('documents')} COVID-QA articles uploaded over HTTP ({co.get('chunks')} chunks), then "
+                text += (f", {co.get('documents')} COVID-QA article(s) uploaded over HTTP ({co.get('chunks')} chunks), then "
                          f"{lp.get('sessions')} concurrent chat sessions x {lp.get('turns')} turn(s) ({lp.get('endpoint')}), "
                          f"streaming, at most {st.get('max_tokens')} completion tokens per answer, chat model "
                          f"{st.get('model')} on {st.get('compute_threads')} threads, admission "
