@@ -393,7 +393,9 @@ def main():
         },
         "load": {
             # Its own server on a temporary data directory (src/load.rs).
-            "docent": ([d, "bench", "load", "--json", *shlex.split(a.load_args)], denv),
+            "docent": ([d, "bench", "load", "--json",
+                        *([] if "--dataset" in a.load_args else ["--dataset", str(data / "covidqa" / "covidqa.json")]),
+                        *shlex.split(a.load_args)], denv),
         },
     }
     # Directories wiped before every run of an area.
