@@ -55,6 +55,13 @@ pub trait VectorIndex: Send + Sync {
 pub trait KeywordIndex: Send + Sync {
     fn upsert(&self, chunks: &[IndexedChunk]) -> BackendResult<()>;
     fn delete_docs(&self, doc_ids: &[Uuid]) -> BackendResult<()>;
+    /// Replaces every chunk of `doc_ids` with `chunks`. An index that can
+    /// should make it one commit, so that a concurrent search (or a second
+    /// replace of the same documents) never sees them missing.
+    fn replace_docs(&self, doc_ids: &[Uuid], chunks: &[IndexedChunk]) -> BackendResult<()> {
+        self.delete_docs(doc_ids)?;
+        self.upsert(chunks)
+    }
     fn delete_chunks(&self, chunk_ids: &[Uuid]) -> BackendResult<()>;
     fn search(&self, query: &str, filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>>;
     fn count(&self) -> BackendResult<u64>;

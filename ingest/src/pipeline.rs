@@ -632,10 +632,12 @@ impl Ingestor {
                 if vectors {
                     vindex.set_labels(*id, labels).map_err(IngestError::Index)?;
                 }
+                // One commit: a search (or this replica's change-log
+                // follower replaying the same change) never sees the
+                // document missing in between.
                 kindex
-                    .delete_docs(std::slice::from_ref(id))
+                    .replace_docs(std::slice::from_ref(id), indexed)
                     .map_err(IngestError::Index)?;
-                kindex.upsert(indexed).map_err(IngestError::Index)?;
             }
             if vectors {
                 vindex.flush().map_err(IngestError::Index)?;

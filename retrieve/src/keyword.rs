@@ -132,6 +132,29 @@ impl TantivyIndex {
         self
     }
 
+    /// Adds (replacing by chunk id) without committing.
+    fn add_chunks(&self, w: &mut IndexWriter, chunks: &[IndexedChunk]) -> BackendResult<()> {
+        for c in chunks {
+            w.delete_term(Term::from_field_text(self.f.chunk_id, &c.chunk_id.to_string()));
+            let mut d = TantivyDocument::default();
+            d.add_text(self.f.chunk_id, c.chunk_id.to_string());
+            d.add_text(self.f.doc_id, c.doc_id.to_string());
+            d.add_text(self.f.collection, &c.collection);
+            for l in &c.access {
+                d.add_text(self.f.label, l);
+            }
+            for t in &c.tags {
+                d.add_text(self.f.tag, t);
+            }
+            d.add_i64(self.f.date, c.date);
+            d.add_text(self.f.title, &c.title);
+            d.add_text(self.f.heading, &c.heading);
+            d.add_text(self.f.body, &c.text);
+            w.add_document(d).map_err(err)?;
+        }
+        Ok(())
+    }
+
     fn commit(&self, writer: &mut IndexWriter) -> BackendResult<()> {
         writer.commit().map_err(err)?;
         self.reader.reload().map_err(err)
@@ -181,24 +204,18 @@ impl TantivyIndex {
 impl KeywordIndex for TantivyIndex {
     fn upsert(&self, chunks: &[IndexedChunk]) -> BackendResult<()> {
         let mut w = self.writer.lock();
-        for c in chunks {
-            w.delete_term(Term::from_field_text(self.f.chunk_id, &c.chunk_id.to_string()));
-            let mut d = TantivyDocument::default();
-            d.add_text(self.f.chunk_id, c.chunk_id.to_string());
-            d.add_text(self.f.doc_id, c.doc_id.to_string());
-            d.add_text(self.f.collection, &c.collection);
-            for l in &c.access {
-                d.add_text(self.f.label, l);
-            }
-            for t in &c.tags {
-                d.add_text(self.f.tag, t);
-            }
-            d.add_i64(self.f.date, c.date);
-            d.add_text(self.f.title, &c.title);
-            d.add_text(self.f.heading, &c.heading);
-            d.add_text(self.f.body, &c.text);
-            w.add_document(d).map_err(err)?;
+        self.add_chunks(&mut w, chunks)?;
+        self.commit(&mut w)
+    }
+
+    fn replace_docs(&self, doc_ids: &[Uuid], chunks: &[IndexedChunk]) -> BackendResult<()> {
+        // One writer lock and one commit: searchers see the old chunks or
+        // the new ones, never none.
+        let mut w = self.writer.lock();
+        for id in doc_ids {
+            w.delete_term(Term::from_field_text(self.f.doc_id, &id.to_string()));
         }
+        self.add_chunks(&mut w, chunks)?;
         self.commit(&mut w)
     }
 
