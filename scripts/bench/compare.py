@@ -674,7 +674,8 @@ def main():
                      f"Chunk sets cut from SciFact abstracts and CovidQA articles with the model's tokenizer (seeded): "
                      f"mixed = {cs['mix']['chunks']} chunks of {cs['mix']['tokens_min']}-{cs['mix']['tokens_max']} tokens "
                      f"(mean {cs['mix']['tokens_mean']:.0f}); long = {cs['256']['chunks']} chunks of {cs['256']['tokens_max']} tokens "
-                     f"(256 with [CLS]/[SEP]). docent: `Embedder::embed_passages` per `ingest.embed_batch` chunks as ingest calls it; "
+                     f"(256 with [CLS]/[SEP]). docent: the ingest path (windows of `ingest.embed_batch` chunks, two in flight, to the "
+                     f"shared embedding worker, which sorts them by token count and cuts model calls by `models.embed_call_tokens`); "
                      f"fastembed-python: `embed(texts)` with its defaults (batch_size 256). Single query: the first 200 SciFact test "
                      f"queries, one `embed_query` / `query_embed` call each. {a.embed_runs} timed passes per process after a warm-up.")
         if "keyword" in raw:
