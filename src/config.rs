@@ -223,8 +223,11 @@ pub struct Generation {
     /// Bound on one upstream request, the streamed answer included.
     pub upstream_timeout_secs: u64,
     /// Chat requests (web chat and /v1/chat/completions, streamed or not)
-    /// generating at once; 0 = `max_num_seqs`, so mistral.rs batches every
-    /// admitted request and queues none of its own.
+    /// generating at once. 0 = automatic: `max_num_seqs` (mistral.rs
+    /// batches every admitted request and queues none of its own) on a GPU
+    /// build or with an OpenAI-compatible upstream; 1 for the in-process
+    /// model on the CPU, where mistral.rs has no PagedAttention and only
+    /// batches sequences of equal length (see [`Config::max_active`]).
     pub max_active: usize,
     /// Chat requests waiting for a generation slot; past them, 503
     /// `overloaded` with Retry-After.
@@ -822,10 +825,17 @@ impl Config {
         }
     }
 
-    /// Chat requests generating at once (`generation.max_active`, else
-    /// `generation.max_num_seqs`).
+    /// Chat requests generating at once: `generation.max_active`, else
+    /// `generation.max_num_seqs`, except for the in-process model on the
+    /// CPU, where it is 1. There mistral.rs runs without PagedAttention and
+    /// its scheduler batches only sequences of the same length; requests of
+    /// different lengths take turns step by step, and measured with
+    /// `docent bench load` (8 sessions, SmolLM2, 2 cores) that took 65.7 s
+    /// against 19.8 s one at a time. So the CPU queue is docent's admission
+    /// gate (bounded, with Retry-After), not the engine's.
     pub fn max_active(&self) -> usize {
         match self.generation.max_active {
+            0 if self.generation.backend == "mistralrs" && !cfg!(feature = "cuda") => 1,
             0 => self.generation.max_num_seqs.max(1),
             n => n,
         }
@@ -1016,8 +1026,18 @@ mod tests {
     #[test]
     fn admission_bounds_default_to_the_engine_and_fit_64_chats() {
         let c = Config::default();
-        assert_eq!(c.max_active(), c.generation.max_num_seqs);
+        // The in-process model on the CPU generates one answer at a time;
+        // a GPU build or an upstream server batches max_num_seqs.
+        let expected = if cfg!(feature = "cuda") {
+            c.generation.max_num_seqs
+        } else {
+            1
+        };
+        assert_eq!(c.max_active(), expected);
         assert!(c.max_active() + c.generation.max_queued >= 64);
+        let mut c = Config::default();
+        c.generation.backend = "openai".into();
+        assert_eq!(c.max_active(), c.generation.max_num_seqs);
         let c = from_toml("[generation]\nmax_active = 3\nmax_queued = 0\nqueue_timeout_secs = 5").expect("valid");
         assert_eq!((c.max_active(), c.generation.max_queued), (3, 0));
         let e = from_toml("[generation]\nqueue_timeout_secs = 0")
