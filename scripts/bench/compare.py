@@ -304,15 +304,22 @@ def main():
     ap.add_argument("--load-args", default="", help="extra arguments for `docent bench load --json` (one string)")
     ap.add_argument("--llama-cmake-args", default="?")
     ap.add_argument("--from-json", help="re-render the report from a peers.json written by an earlier run")
+    ap.add_argument("--resume", help="continue an interrupted run from the peers.json it wrote: its samples, "
+                    "failures and setup are kept, and the rounds after its last finished one are run with its "
+                    "arguments (plus any given here)")
+    ap.add_argument("--area-rounds", default="",
+                    help="run some areas in the first N rounds only, e.g. load=1,ingest=2 (slow docent-only "
+                         "areas); the report gives each area's run count")
     ap.add_argument("--quiet-wait", type=float, default=20,
                     help="before each process, wait up to this many seconds for other work to leave the CPUs idle")
     a = ap.parse_args()
     saved = json.loads(Path(a.from_json).read_text()) if a.from_json else None
+    resumed = json.loads(Path(a.resume).read_text()) if a.resume and not saved else None
     run_argv = sys.argv[1:]
-    if saved:
-        # Re-rendering: the run's own arguments (rounds, sizes, paths), then
-        # whatever this invocation gives; not its --out.
-        meta = saved.get("meta", {})
+    if saved or resumed:
+        # Re-rendering or resuming: the run's own arguments (rounds, sizes,
+        # paths), then whatever this invocation gives; not its --out.
+        meta = (saved or resumed).get("meta", {})
         run_argv = meta.get("run_argv") or [x for x in meta.get("argv", []) if "--from-json" not in meta.get("argv", [])]
         keep, skip = [], False
         for x in run_argv:
@@ -321,6 +328,14 @@ def main():
                 continue
             keep.append(x)
         a = ap.parse_args([*keep, *sys.argv[1:]])
+        if resumed:
+            run_argv = [x for x in [*keep, *sys.argv[1:]] if x != "--resume" and x != a.resume]
+    caps = {}
+    for item in filter(None, a.area_rounds.split(",")):
+        name, _, n = item.partition("=")
+        if name not in PEER_AREAS + OWN_AREAS or not n.isdigit():
+            raise SystemExit(f"compare: --area-rounds wants AREA=N items, got {item!r}")
+        caps[name] = int(n)
 
     py = sys.executable
     peers = str(HERE / "peers.py")
@@ -412,6 +427,10 @@ def main():
 
     if saved:
         commands = saved.get("commands")
+    elif resumed and resumed.get("commands"):
+        commands = resumed["commands"] + [shlex.join(["scripts/bench-peers.sh", "run", "--resume", a.resume,
+                                                      *(["--area-rounds", a.area_rounds] if a.area_rounds else [])])
+                                          + f"   # continued after round {resumed['meta']['rounds_done']}"]
     else:
         # As invoked (less what bench-peers.sh adds itself), then each process.
         argv, skip = [], False
@@ -442,6 +461,14 @@ def main():
     setup = saved.get("setup", {}) if saved else {}
     failures = saved.get("failures", []) if saved else []
     started = dt.datetime.now(dt.timezone.utc)
+    first_round = 0
+    if resumed:
+        for b in raw:
+            for side in raw[b]:
+                raw[b][side] = resumed["raw"].get(b, {}).get(side, [])
+        setup, failures = resumed.get("setup", {}), resumed.get("failures", [])
+        started = dt.datetime.strptime(resumed["meta"]["started"], "%Y-%m-%d %H:%M").replace(tzinfo=dt.timezone.utc)
+        first_round = resumed["meta"]["rounds_done"]
 
     def report(rounds_done):
         finished = dt.datetime.now(dt.timezone.utc)
@@ -628,6 +655,9 @@ def main():
         else:
             started_s, finished_s = f"{started:%Y-%m-%d %H:%M}", f"{finished:%H:%M}"
         L.append(f"- date: {started_s} - {finished_s} UTC, {rounds_done} of {a.rounds} rounds")
+        if caps:
+            L.append("- runs per area (`--area-rounds`): " + ", ".join(
+                f"{b} {len(raw[b].get('docent', []))}" for b in raw if b in caps))
         L.append(f"- machine: {m['nproc']} cores, {m['cpu']}, {m['memory']}, Linux {m['kernel']}; CPU features: {', '.join(m['features'])}")
         L.append(f"- threads: {a.threads} on both sides")
         busy = [rep["busy_before"] for b in raw for side in raw[b] for rep in raw[b][side]]
@@ -798,9 +828,11 @@ def main():
                 only.remove("search")
         if marker.is_file():
             setup["search"] = json.loads(marker.read_text())
-    for r in range(a.rounds):
+    for r in range(first_round, a.rounds):
         order = ["peer", "docent"] if r % 2 == 0 else ["docent", "peer"]
         for b in only:
+            if r >= caps.get(b, a.rounds):
+                continue
             for side in order:
                 if side not in cmds[b]:
                     continue
