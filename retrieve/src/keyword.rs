@@ -1,31 +1,52 @@
 //! BM25 keyword index on tantivy.
 //!
 //! Fields: `chunk_id`, `doc_id`, `collection`, `label`, `tag` (raw,
-//! filterable), `date` (i64, indexed and fast, for ranges) and `title`,
-//! `heading`, `body` (English analyzer: lowercase, stop words, Porter
-//! stemming; positions kept, so quoted phrases work). Filters are `ConstScoreQuery(.., 0)` clauses inside the
-//! same boolean query as the user's query, so they are applied while
-//! scoring, never afterwards, and do not change BM25 scores.
+//! filterable), `date` (i64, indexed and fast, for ranges), `chunk_hi` and
+//! `chunk_lo` (the chunk id's two halves as u64 fast columns, so a hit's id
+//! is read from a column, not from the compressed document store) and
+//! `title`, `heading`, `body` (English analyzer: lowercase, stop words,
+//! Porter stemming; positions kept, so quoted phrases work).
+//!
+//! A search runs per segment. The user's query, when it is a plain
+//! disjunction of terms (the common case: words across title, heading and
+//! body), is flattened into one boolean `Should` of term queries, which
+//! tantivy scores with block-max WAND. The access filter's clauses are a
+//! second query whose matches are checked inside the top-k callback by
+//! seeking its cursor forward to each candidate (candidates arrive in doc
+//! order), together with the segment's deletions; the pruning threshold is
+//! the k-th best *allowed* score, so results equal an exhaustive filtered
+//! search.
+//! Queries with phrases, `+`/`-` operators or boosts keep their parsed form
+//! (scored exhaustively, still filtered by the bitset). Either way the
+//! filter is applied while collecting, never after top-k, and never
+//! changes a BM25 score.
 
 use docent_core::{AccessFilter, BackendError, BackendResult, IndexedChunk, KeywordIndex, LegHit};
 use parking_lot::Mutex;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::ops::Bound;
 use std::path::Path;
-use std::str::FromStr;
-use tantivy::collector::{DocSetCollector, TopDocs};
+use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, RangeQuery, TermSetQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value, STORED, STRING,
+use tantivy::query::{
+    AllQuery, BooleanQuery, ConstScoreQuery, EnableScoring, Occur, Query, QueryParser, RangeQuery, TermQuery,
+    TermSetQuery,
 };
+use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STRING};
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term,
+    TERMINATED,
+};
 use uuid::Uuid;
 
 const BACKEND: &str = "tantivy";
 const ANALYZER: &str = "docent_en";
+const CHUNK_HI: &str = "chunk_hi";
+const CHUNK_LO: &str = "chunk_lo";
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
     BackendError::backend(BACKEND, e)
@@ -34,6 +55,8 @@ fn err(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
 #[derive(Debug, Clone, Copy)]
 struct Fields {
     chunk_id: Field,
+    chunk_hi: Field,
+    chunk_lo: Field,
     doc_id: Field,
     collection: Field,
     label: Field,
@@ -60,7 +83,9 @@ fn schema() -> Schema {
             .set_tokenizer(ANALYZER)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
-    sb.add_text_field("chunk_id", STRING | STORED);
+    sb.add_text_field("chunk_id", STRING);
+    sb.add_u64_field(CHUNK_HI, FAST);
+    sb.add_u64_field(CHUNK_LO, FAST);
     sb.add_text_field("doc_id", STRING);
     sb.add_text_field("collection", STRING);
     sb.add_text_field("label", STRING);
@@ -103,6 +128,8 @@ impl TantivyIndex {
         let get = |n: &str| s.get_field(n).map_err(err);
         let f = Fields {
             chunk_id: get("chunk_id")?,
+            chunk_hi: get(CHUNK_HI)?,
+            chunk_lo: get(CHUNK_LO)?,
             doc_id: get("doc_id")?,
             collection: get("collection")?,
             label: get("label")?,
@@ -138,6 +165,9 @@ impl TantivyIndex {
             w.delete_term(Term::from_field_text(self.f.chunk_id, &c.chunk_id.to_string()));
             let mut d = TantivyDocument::default();
             d.add_text(self.f.chunk_id, c.chunk_id.to_string());
+            let id = c.chunk_id.as_u128();
+            d.add_u64(self.f.chunk_hi, (id >> 64) as u64);
+            d.add_u64(self.f.chunk_lo, id as u64);
             d.add_text(self.f.doc_id, c.doc_id.to_string());
             d.add_text(self.f.collection, &c.collection);
             for l in &c.access {
@@ -187,17 +217,164 @@ impl TantivyIndex {
         clauses
     }
 
-    fn ids_of(&self, query: &dyn Query) -> BackendResult<Vec<Uuid>> {
+    /// The user's query as parsed (lenient: syntax errors become terms).
+    fn parse(&self, query: &str) -> Box<dyn Query> {
+        let mut qp = QueryParser::for_index(&self.index, vec![self.f.title, self.f.heading, self.f.body]);
+        qp.set_field_boost(self.f.title, self.boosts.0);
+        qp.set_field_boost(self.f.heading, self.boosts.1);
+        qp.set_field_boost(self.f.body, self.boosts.2);
+        qp.parse_query_lenient(query).0
+    }
+
+    /// The same search as [`KeywordIndex::search`], done the plain way: the
+    /// parsed query and the filter clauses as `Must` clauses of one boolean
+    /// query, scored exhaustively by tantivy's own top-docs collector. The
+    /// oracle the pruned search is tested against.
+    pub fn search_exhaustive(&self, query: &str, filter: &AccessFilter, k: usize) -> BackendResult<Vec<LegHit>> {
+        if filter.denies_everything() || query.trim().is_empty() || k == 0 {
+            return Ok(Vec::new());
+        }
+        let mut clauses = vec![(Occur::Must, self.parse(query))];
+        clauses.extend(self.filter_clauses(filter));
         let searcher = self.reader.searcher();
-        let addrs = searcher.search(query, &DocSetCollector).map_err(err)?;
-        let mut out = Vec::with_capacity(addrs.len());
-        for addr in addrs {
-            let d: TantivyDocument = searcher.doc(addr).map_err(err)?;
-            if let Some(id) = d.get_first(self.f.chunk_id).and_then(|v| v.as_str()) {
-                out.push(Uuid::from_str(id).map_err(err)?);
+        let top = searcher
+            .search(&BooleanQuery::new(clauses), &TopDocs::with_limit(k).order_by_score())
+            .map_err(err)?;
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let ids = IdColumns::open(searcher.segment_reader(addr.segment_ord))?;
+            if let Some(chunk_id) = ids.get(addr.doc_id) {
+                out.push(LegHit { chunk_id, score });
             }
         }
         Ok(out)
+    }
+
+    /// Every live chunk id, read from the fast columns.
+    fn all_ids(&self) -> BackendResult<Vec<Uuid>> {
+        let searcher = self.reader.searcher();
+        let mut out = Vec::with_capacity(searcher.num_docs() as usize);
+        for seg in searcher.segment_readers() {
+            let ids = IdColumns::open(seg)?;
+            let alive = seg.alive_bitset();
+            for d in 0..seg.max_doc() {
+                if alive.is_none_or(|a| a.is_alive(d)) {
+                    out.extend(ids.get(d));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The chunk id columns of one segment.
+struct IdColumns {
+    hi: tantivy::columnar::Column<u64>,
+    lo: tantivy::columnar::Column<u64>,
+}
+
+impl IdColumns {
+    fn open(seg: &SegmentReader) -> BackendResult<Self> {
+        let ff = seg.fast_fields();
+        Ok(Self {
+            hi: ff.u64(CHUNK_HI).map_err(err)?,
+            lo: ff.u64(CHUNK_LO).map_err(err)?,
+        })
+    }
+
+    fn get(&self, doc: DocId) -> Option<Uuid> {
+        let (hi, lo) = (self.hi.first(doc)?, self.lo.first(doc)?);
+        Some(Uuid::from_u128((u128::from(hi) << 64) | u128::from(lo)))
+    }
+}
+
+/// The terms of a query that is nothing but a disjunction of terms
+/// (nested `Should` booleans of term queries, as the parser builds for
+/// plain words over several fields); `None` for anything else.
+fn disjunction_terms(q: &dyn Query) -> Option<Vec<Term>> {
+    fn walk(q: &dyn Query, out: &mut Vec<Term>) -> bool {
+        if let Some(t) = q.downcast_ref::<TermQuery>() {
+            out.push(t.term().clone());
+            return true;
+        }
+        match q.downcast_ref::<BooleanQuery>() {
+            Some(b) => b
+                .clauses()
+                .iter()
+                .all(|(occur, sub)| *occur == Occur::Should && walk(sub.as_ref(), out)),
+            None => false,
+        }
+    }
+    let mut out = Vec::new();
+    walk(q, &mut out).then_some(out)
+}
+
+/// A top-k entry: higher score first, then the lower (segment, doc).
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    score: Score,
+    seg: u32,
+    doc: DocId,
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| (other.seg, other.doc).cmp(&(self.seg, self.doc)))
+    }
+}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+
+/// The k best hits seen so far (a min-heap of them). Documents arrive in
+/// ascending (segment, doc) order and must beat the threshold strictly, so
+/// ties keep the earlier document, as tantivy's own top-docs collector does.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Reverse<Ranked>>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// The score a new document must beat.
+    fn threshold(&self) -> Score {
+        if self.heap.len() < self.k {
+            Score::MIN
+        } else {
+            self.heap.peek().map_or(Score::MIN, |r| r.0.score)
+        }
+    }
+
+    fn push(&mut self, r: Ranked) {
+        if r.score > self.threshold() {
+            self.heap.push(Reverse(r));
+            if self.heap.len() > self.k {
+                self.heap.pop();
+            }
+        }
+    }
+
+    /// Best first.
+    fn into_sorted(self) -> Vec<Ranked> {
+        let mut v: Vec<Ranked> = self.heap.into_iter().map(|r| r.0).collect();
+        v.sort_by(|a, b| b.cmp(a));
+        v
     }
 }
 
@@ -239,25 +416,72 @@ impl KeywordIndex for TantivyIndex {
         if filter.denies_everything() || query.trim().is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        let mut qp = QueryParser::for_index(&self.index, vec![self.f.title, self.f.heading, self.f.body]);
-        qp.set_field_boost(self.f.title, self.boosts.0);
-        qp.set_field_boost(self.f.heading, self.boosts.1);
-        qp.set_field_boost(self.f.body, self.boosts.2);
-        let (parsed, _errors) = qp.parse_query_lenient(query);
-        let mut clauses = vec![(Occur::Must, parsed)];
-        clauses.extend(self.filter_clauses(filter));
-        let q = BooleanQuery::new(clauses);
+        let parsed = self.parse(query);
+        let text: Box<dyn Query> = match disjunction_terms(parsed.as_ref()) {
+            Some(terms) if terms.is_empty() => return Ok(Vec::new()),
+            Some(terms) => Box::new(BooleanQuery::new(
+                terms
+                    .into_iter()
+                    .map(|t| {
+                        let q: Box<dyn Query> = Box::new(TermQuery::new(t, IndexRecordOption::WithFreqs));
+                        (Occur::Should, q)
+                    })
+                    .collect(),
+            )),
+            None => parsed,
+        };
+        let clauses = self.filter_clauses(filter);
+        let filter: Box<dyn Query> = if clauses.is_empty() {
+            Box::new(AllQuery)
+        } else {
+            Box::new(BooleanQuery::new(clauses))
+        };
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&q, &TopDocs::with_limit(k).order_by_score())
+        let text = text
+            .weight(EnableScoring::enabled_from_searcher(&searcher))
             .map_err(err)?;
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let d: TantivyDocument = searcher.doc(addr).map_err(err)?;
-            if let Some(id) = d.get_first(self.f.chunk_id).and_then(|v| v.as_str()) {
+        let filter = filter
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .map_err(err)?;
+        let mut top = TopK::new(k);
+        for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+            // The filter's matches as a cursor: candidates arrive in
+            // ascending doc order, so it only ever seeks forward, over
+            // skip lists; the cost follows the candidates, not the segment.
+            let mut allowed = filter.scorer(seg, 1.0).map_err(err)?;
+            if allowed.doc() == TERMINATED {
+                continue;
+            }
+            let alive = seg.alive_bitset();
+            let seg_ord = ord as u32;
+            text.for_each_pruning(top.threshold(), seg, &mut |doc, score| {
+                let mut at = allowed.doc();
+                if at < doc {
+                    at = allowed.seek(doc);
+                }
+                if at == doc && alive.is_none_or(|a| a.is_alive(doc)) {
+                    top.push(Ranked {
+                        score,
+                        seg: seg_ord,
+                        doc,
+                    });
+                }
+                top.threshold()
+            })
+            .map_err(err)?;
+        }
+        let ranked = top.into_sorted();
+        let mut columns: Vec<Option<IdColumns>> = (0..searcher.segment_readers().len()).map(|_| None).collect();
+        let mut out = Vec::with_capacity(ranked.len());
+        for r in ranked {
+            let slot = &mut columns[r.seg as usize];
+            if slot.is_none() {
+                *slot = Some(IdColumns::open(searcher.segment_reader(r.seg))?);
+            }
+            if let Some(chunk_id) = slot.as_ref().and_then(|c| c.get(r.doc)) {
                 out.push(LegHit {
-                    chunk_id: Uuid::from_str(id).map_err(err)?,
-                    score,
+                    chunk_id,
+                    score: r.score,
                 });
             }
         }
@@ -269,7 +493,7 @@ impl KeywordIndex for TantivyIndex {
     }
 
     fn chunk_ids(&self) -> BackendResult<Vec<Uuid>> {
-        self.ids_of(&AllQuery)
+        self.all_ids()
     }
 
     fn clear(&self) -> BackendResult<()> {
