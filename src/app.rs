@@ -325,30 +325,44 @@ impl Components {
         if !kw_orphans.is_empty() {
             self.keywords.delete_chunks(&kw_orphans)?;
         }
-        let missing: HashSet<uuid::Uuid> = ready
+        // A chunk missing from the vector index is embedded again; one
+        // missing only from tantivy (say, after a keyword schema change
+        // dropped that index) is written there from its SQL text alone:
+        // re-embedding a whole corpus for it would take hours.
+        let missing_vec: HashSet<uuid::Uuid> = ready.iter().filter(|id| !vec_ids.contains(id)).copied().collect();
+        let missing_kw: HashSet<uuid::Uuid> = ready
             .iter()
-            .filter(|id| !vec_ids.contains(id) || !kw_ids.contains(id))
+            .filter(|id| vec_ids.contains(id) && !kw_ids.contains(id))
             .copied()
             .collect();
-        if !missing.is_empty() {
+        if !missing_vec.is_empty() || !missing_kw.is_empty() {
             let rows: Vec<_> = self
                 .store
                 .ready_chunks_with_access()
                 .await?
                 .into_iter()
-                .filter(|r| missing.contains(&r.chunk.id))
+                .filter(|r| missing_vec.contains(&r.chunk.id) || missing_kw.contains(&r.chunk.id))
                 .collect();
-            for batch in rows.chunks(256) {
+            let (embed, keyword_only): (Vec<_>, Vec<_>) =
+                rows.into_iter().partition(|r| missing_vec.contains(&r.chunk.id));
+            for batch in embed.chunks(256) {
                 self.index_rows(batch).await?;
+            }
+            for batch in keyword_only.chunks(4096) {
+                let indexed: Vec<docent_core::IndexedChunk> =
+                    batch.iter().map(docent_store::ChunkWithAccess::to_indexed).collect();
+                let keywords = Arc::clone(&self.keywords);
+                tokio::task::spawn_blocking(move || keywords.upsert(&indexed)).await??;
             }
         }
         self.vectors.flush()?;
         let report = Repair {
             removed_vectors: vec_orphans.len(),
             removed_keywords: kw_orphans.len(),
-            reindexed: missing.len(),
+            reembedded: missing_vec.len(),
+            keywords_rewritten: missing_kw.len(),
         };
-        if report.removed_vectors + report.removed_keywords + report.reindexed > 0 {
+        if report.removed_vectors + report.removed_keywords + report.reembedded + report.keywords_rewritten > 0 {
             tracing::warn!(?report, "indexes repaired from SQL");
         }
         Ok(report)
@@ -515,7 +529,12 @@ fn replica_id(cfg: &Config) -> anyhow::Result<String> {
 pub struct Repair {
     pub removed_vectors: usize,
     pub removed_keywords: usize,
-    pub reindexed: usize,
+    /// Ready chunks missing from the vector index: embedded and written
+    /// to both indexes.
+    pub reembedded: usize,
+    /// Ready chunks missing from tantivy alone: written there from SQL,
+    /// no embedding.
+    pub keywords_rewritten: usize,
 }
 
 #[derive(Debug, serde::Serialize)]

@@ -170,6 +170,17 @@ pub(crate) fn percentiles(mut ms: Vec<f64>) -> Percentiles {
     }
 }
 
+/// Brings a reused collection's indexes up to this binary, as `serve` does
+/// at startup: a collection built by an earlier binary may have lost its
+/// tantivy index to a keyword schema change, which repair rewrites from SQL.
+async fn repair_reused(c: &Components) -> anyhow::Result<()> {
+    let r = c.repair().await?;
+    if r.keywords_rewritten + r.reembedded > 0 {
+        tracing::info!(?r, "reused collection repaired before measuring");
+    }
+    Ok(())
+}
+
 /// Builds the collection (unless it already holds `chunks` chunks) and
 /// measures search latency over the dataset's queries.
 pub async fn search_bench(
@@ -191,6 +202,9 @@ pub async fn search_bench(
         .map(|d| u64::from(d.chunk_count))
         .sum();
     let (mut build_seconds, mut embed_seconds) = (None, None);
+    if existing > 0 {
+        repair_reused(c).await?;
+    }
     if existing < chunks {
         anyhow::ensure!(
             existing == 0,
@@ -743,6 +757,9 @@ pub async fn permission_bench(
     //    this seed and pool give.
     let (_, existing) = readable(c, &all, collection).await?;
     let (mut build_seconds, mut embed_seconds) = (None, None);
+    if existing > 0 {
+        repair_reused(c).await?;
+    }
     if existing < chunks {
         anyhow::ensure!(
             existing == 0,

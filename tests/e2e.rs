@@ -419,4 +419,21 @@ async fn upload_ask_cite_delete_restart() {
         hits.first().map(|h| h["document_id"].clone()),
         Some(Value::from(md_id.as_str()))
     );
+    drop(server);
+
+    // The keyword index lost (as when a new keyword schema drops the old
+    // one): repair writes it again from SQL text, embedding nothing.
+    std::fs::remove_dir_all(data.path().join("bm25")).expect("remove the keyword index");
+    let out = common::docent(data.path(), &["check", "--repair"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check --repair failed: {stdout}");
+    let repair: Value = serde_json::from_str(stdout.lines().next().unwrap_or_default()).expect("repair json");
+    assert_eq!(repair["reembedded"], 0, "{repair}");
+    assert_eq!(repair["keywords_rewritten"], report["sql"], "{repair}");
+    let server = Server::start(data.path(), &[]).await;
+    let hits = server.search("quibblewort", "bm25").await;
+    assert_eq!(
+        hits.first().map(|h| h["document_id"].clone()),
+        Some(Value::from(md_id.as_str()))
+    );
 }
