@@ -209,43 +209,47 @@ impl Searcher {
             });
         }
         let n = self.cfg.candidates.max(k);
-        let (bm25, dense) = {
+        // The two legs run at once, each on a blocking thread (never on the
+        // async workers): the slower leg, not their sum, sets the latency.
+        let bm25 = {
             let this = self.clone();
             let query = query.to_owned();
             let filter = filter.clone();
-            tokio::task::spawn_blocking(move || -> Result<(Vec<LegHit>, Vec<LegHit>, Timings)> {
-                let mut t = Timings::default();
-                let bm25 = if mode != Mode::Dense {
-                    let s = Instant::now();
-                    let r = this.keywords.search(&query, &filter, n)?;
-                    t.bm25_us = us(s);
-                    r
-                } else {
-                    Vec::new()
-                };
-                let dense = if mode != Mode::Bm25 {
-                    let s = Instant::now();
-                    let v = match vector {
-                        Some(v) => v,
-                        None => this.embedder.embed_query(&query)?,
-                    };
-                    t.embed_us = us(s);
-                    let s = Instant::now();
-                    let r = this.vectors.search(&v, &filter, n)?;
-                    t.dense_us = us(s);
-                    r
-                } else {
-                    Vec::new()
-                };
-                Ok((bm25, dense, t))
+            tokio::task::spawn_blocking(move || -> Result<(Vec<LegHit>, u64)> {
+                if mode == Mode::Dense {
+                    return Ok((Vec::new(), 0));
+                }
+                let s = Instant::now();
+                let r = this.keywords.search(&query, &filter, n)?;
+                Ok((r, us(s)))
             })
-            .await
-            .map_err(|e| RetrieveError::Join(e.to_string()))?
-            .map(|(b, d, t)| {
-                timings = t;
-                (b, d)
-            })?
         };
+        let dense = {
+            let this = self.clone();
+            let query = query.to_owned();
+            let filter = filter.clone();
+            tokio::task::spawn_blocking(move || -> Result<(Vec<LegHit>, u64, u64)> {
+                if mode == Mode::Bm25 {
+                    return Ok((Vec::new(), 0, 0));
+                }
+                let s = Instant::now();
+                let v = match vector {
+                    Some(v) => v,
+                    None => this.embedder.embed_query(&query)?,
+                };
+                let embed_us = us(s);
+                let s = Instant::now();
+                let r = this.vectors.search(&v, &filter, n)?;
+                Ok((r, embed_us, us(s)))
+            })
+        };
+        let join = |e: tokio::task::JoinError| RetrieveError::Join(e.to_string());
+        let (bm25, dense) = tokio::join!(bm25, dense);
+        let (bm25, bm25_us) = bm25.map_err(join)??;
+        let (dense, embed_us, dense_us) = dense.map_err(join)??;
+        timings.bm25_us = bm25_us;
+        timings.embed_us = embed_us;
+        timings.dense_us = dense_us;
         let s = Instant::now();
         let fused = fusion.fuse(&bm25, &dense);
         timings.fuse_us = us(s);
