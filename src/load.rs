@@ -907,10 +907,7 @@ pub async fn run(cfg: &Config, opts: &LoadOptions) -> anyhow::Result<LoadReport>
     server.stop().await;
     let drained = queue.shutdown(Duration::from_secs(5)).await;
     tracing::debug!(finished = drained.finished, "bench ingest queue stopped");
-    following.abort();
-    // Wait for the cancellation, so the follower (and the ingestor it
-    // holds) is dropped here, not by the runtime while it shuts down.
-    let _ = following.await;
+    following.stop().await;
     let report = LoadReport {
         date: docent_core::now_rfc3339(),
         command: crate::bench::command_line(),

@@ -804,10 +804,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             let _ = server.await;
         }
     }
-    following.abort();
-    // Wait for the cancellation, so the follower (and the ingestor it
-    // holds) is dropped here, not by the runtime while it shuts down.
-    let _ = following.await;
+    following.stop().await;
     // Flush the indexes: a clean stop leaves nothing for the next repair.
     // (No optimization here: it can take minutes on a large index, past an
     // orchestrator's kill deadline; ingest runs it after every batch.)

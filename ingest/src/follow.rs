@@ -158,15 +158,30 @@ impl Follower {
         .map_err(|e| IngestError::Interrupted(e.to_string()))?
     }
 
-    /// Follows the log every `every` until the task is aborted.
-    pub fn spawn(self: Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+    /// Follows the log every `every` until [`Following::stop`].
+    pub fn spawn(self: Arc<Self>, every: Duration) -> Following {
+        Following(tokio::spawn(async move {
             loop {
                 if let Err(e) = self.catch_up().await {
                     warn!(error = %e, applied = self.applied(), "following the change log failed; retrying");
                 }
                 tokio::time::sleep(every).await;
             }
-        })
+        }))
+    }
+}
+
+/// The running follow loop of [`Follower::spawn`].
+#[must_use = "a follow loop runs until stopped; stop it before the runtime shuts down"]
+pub struct Following(tokio::task::JoinHandle<()>);
+
+impl Following {
+    /// Cancels the loop and waits for the cancellation, so the follower
+    /// (and the ingestor it holds) is dropped here, not by the runtime
+    /// while it shuts down.
+    pub async fn stop(self) {
+        self.0.abort();
+        // The task never ends on its own: its outcome is the cancellation.
+        let _ = self.0.await;
     }
 }
