@@ -1155,14 +1155,21 @@ pub fn markdown(r: &LoadReport, previous: Option<&str>) -> String {
         s,
         "- **Server.** `docent serve`'s components in the bench process (SQLite, qdrant-edge, tantivy in a \
          temporary data directory), {} HTTP workers on 127.0.0.1, port 0. Chat model {} on {} compute threads, \
-         mistral.rs continuous batching with `max_num_seqs` = {} and prefix cache `prefix_cache_n` = {}; \
-         answers of at most {} tokens from prompts of at most {} tokens; evidence judged by `{}`, citation \
-         support `{}`.",
+         mistral.rs with `max_num_seqs` = {} and prefix cache `prefix_cache_n` = {}, behind the admission \
+         gate that lets {} answer(s) generate at once{}; answers of at most {} tokens from \
+         prompts of at most {} tokens; evidence judged by `{}`, citation support `{}`.",
         st.http_workers,
         st.model,
         st.compute_threads,
         st.max_num_seqs,
         st.prefix_cache_n,
+        r.load.admission.max_active,
+        if r.load.admission.max_active < st.max_num_seqs {
+            " (`generation.max_active` below `max_num_seqs`: mistral.rs on a CPU build batches only \
+             sequences of equal length, so answers take turns)"
+        } else {
+            ""
+        },
         st.max_tokens,
         st.max_prompt_tokens,
         st.evidence,
