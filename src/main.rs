@@ -1127,8 +1127,12 @@ async fn ingest(
     let (mut pages, mut chunks, mut bytes_total) = (0u64, 0u64, 0u64);
     let mut failures = Vec::new();
     let stages = std::sync::Arc::new(std::sync::Mutex::new(StageClock::default()));
+    // (file, seconds from read to outcome, pages, outcome) per file.
+    let mut per_file: Vec<(String, f64, u32, &'static str)> = Vec::with_capacity(files.len());
     let started = std::time::Instant::now();
     for f in &files {
+        let file_started = std::time::Instant::now();
+        let (mut file_pages, mut outcome) = (0u32, "failed");
         bar.set_message(f.display().to_string());
         let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         bytes_total += bytes.len() as u64;
@@ -1147,7 +1151,10 @@ async fn ingest(
             })
             .await;
         match sub {
-            Ok(Submitted::Duplicate { .. }) => dup += 1,
+            Ok(Submitted::Duplicate { .. }) => {
+                dup += 1;
+                outcome = "unchanged";
+            }
             Ok(Submitted::Queued { doc, job }) => {
                 let b = bar.clone();
                 let name = f.display().to_string();
@@ -1161,7 +1168,9 @@ async fn ingest(
                 match c.ingestor.run(job.id, doc.id, &progress).await {
                     Ok(d) => {
                         ready += 1;
-                        pages += u64::from(d.pages.unwrap_or(0));
+                        file_pages = d.pages.unwrap_or(0);
+                        outcome = "ingested";
+                        pages += u64::from(file_pages);
                         chunks += u64::from(d.chunk_count);
                     }
                     Err(e) => {
@@ -1175,10 +1184,17 @@ async fn ingest(
                 failures.push((f.display().to_string(), e.code(), e.to_string()));
             }
         }
+        per_file.push((
+            f.display().to_string(),
+            file_started.elapsed().as_secs_f64(),
+            file_pages,
+            outcome,
+        ));
         bar.inc(1);
     }
     bar.finish_and_clear();
     heartbeat.abort();
+    per_file.sort_by(|a, b| b.1.total_cmp(&a.1));
     let elapsed = started.elapsed().as_secs_f64();
     // Files that were ingested from these directories before and are gone now.
     let mut removed = 0usize;
@@ -1224,6 +1240,14 @@ async fn ingest(
             "stage_seconds": stage_seconds,
             "stage_share": stage_share,
             "failed_by_class": by_class,
+            // Where the time went, file by file: the ten slowest.
+            "slowest_files": per_file
+                .iter()
+                .take(10)
+                .map(|(f, secs, pages, outcome)| {
+                    serde_json::json!({"file": f, "seconds": secs, "pages": pages, "outcome": outcome})
+                })
+                .collect::<Vec<_>>(),
             "failures": failures
                 .iter()
                 .map(|(f, code, msg)| serde_json::json!({"file": f, "code": code, "message": msg}))

@@ -750,6 +750,14 @@ def main():
                      f"pages and {'/'.join(map(str, ingest_meta['chunks']))} chunks per run, median {ingest_meta['elapsed']:.1f} s. Stage shares: the time "
                      f"documents spent in each pipeline stage (from the progress callback) over the sum of all stages. "
                      f"Failures of the last run by class: {by_class}.")
+            slow = rep.get("slowest_files") or []
+            if slow:
+                total = rep["elapsed_s"] or 1.0
+                top = sum(f["seconds"] for f in slow)
+                items = "; ".join(f"`{Path(f['file']).name}` {f['seconds']:.1f} s ({f['pages']} pages, {f['outcome']})"
+                                  for f in slow)
+                L.append(f"  - the {len(slow)} slowest files of the last run take {top:.1f} s of its {total:.1f} s "
+                         f"({top / total:.0%}): {items}")
         if load_meta:
             rep, nums = load_meta["rep"], load_meta["nums"]
             st, co, lp, op = rep.get("settings", {}), rep.get("corpus", {}), rep.get("load", {}), rep.get("overload")
