@@ -15,7 +15,11 @@
 //! seeking its cursor forward to each candidate (candidates arrive in doc
 //! order), together with the segment's deletions; the pruning threshold is
 //! the k-th best *allowed* score, so results equal an exhaustive filtered
-//! search.
+//! search. A segment where the filter allows few documents (under 1/16 by
+//! its size hint: one department's share of a large index) is searched the
+//! other way round, text and filter intersected, so only allowed documents
+//! are scored; pruning there would wade through the rejected majority
+//! before the threshold could rise.
 //! Queries with phrases, `+`/`-` operators or boosts keep their parsed form
 //! (scored exhaustively, still filtered by the bitset). Either way the
 //! filter is applied while collecting, never after top-k, and never
@@ -47,6 +51,10 @@ const BACKEND: &str = "tantivy";
 const ANALYZER: &str = "docent_en";
 const CHUNK_HI: &str = "chunk_hi";
 const CHUNK_LO: &str = "chunk_lo";
+/// A segment whose filter allows fewer than 1/SELECTIVE of its documents
+/// (by the filter's size hint) is searched as text-and-filter intersected;
+/// above that, by pruning over the text with the filter as a cursor.
+const SELECTIVE: u64 = 16;
 
 fn err(e: impl std::error::Error + Send + Sync + 'static) -> BackendError {
     BackendError::backend(BACKEND, e)
@@ -437,23 +445,47 @@ impl KeywordIndex for TantivyIndex {
             Box::new(BooleanQuery::new(clauses))
         };
         let searcher = self.reader.searcher();
-        let text = text
-            .weight(EnableScoring::enabled_from_searcher(&searcher))
-            .map_err(err)?;
+        let scoring = EnableScoring::enabled_from_searcher(&searcher);
+        // For a selective filter: the text and the filter intersected, so
+        // only the allowed documents are ever scored (built on first use).
+        let both = BooleanQuery::new(vec![(Occur::Must, text.box_clone()), (Occur::Must, filter.box_clone())]);
+        let mut both_weight = None;
+        let text = text.weight(scoring).map_err(err)?;
         let filter = filter
             .weight(EnableScoring::disabled_from_searcher(&searcher))
             .map_err(err)?;
         let mut top = TopK::new(k);
         for (ord, seg) in searcher.segment_readers().iter().enumerate() {
-            // The filter's matches as a cursor: candidates arrive in
-            // ascending doc order, so it only ever seeks forward, over
-            // skip lists; the cost follows the candidates, not the segment.
             let mut allowed = filter.scorer(seg, 1.0).map_err(err)?;
             if allowed.doc() == TERMINATED {
                 continue;
             }
             let alive = seg.alive_bitset();
             let seg_ord = ord as u32;
+            if u64::from(allowed.size_hint()) * SELECTIVE < u64::from(seg.max_doc()) {
+                // Few allowed documents: scoring them all is cheaper than
+                // pruning over every document and rejecting most of them.
+                if both_weight.is_none() {
+                    both_weight = Some(both.weight(scoring).map_err(err)?);
+                }
+                if let Some(w) = &both_weight {
+                    w.for_each_pruning(top.threshold(), seg, &mut |doc, score| {
+                        if alive.is_none_or(|a| a.is_alive(doc)) {
+                            top.push(Ranked {
+                                score,
+                                seg: seg_ord,
+                                doc,
+                            });
+                        }
+                        top.threshold()
+                    })
+                    .map_err(err)?;
+                }
+                continue;
+            }
+            // The filter's matches as a cursor: candidates arrive in
+            // ascending doc order, so it only ever seeks forward, over
+            // skip lists; the cost follows the candidates, not the segment.
             text.for_each_pruning(top.threshold(), seg, &mut |doc, score| {
                 let mut at = allowed.doc();
                 if at < doc {

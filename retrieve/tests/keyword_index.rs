@@ -167,7 +167,9 @@ fn quoted_phrases_match_word_order() {
 /// filter as a per-segment bitset) must return what the plain exhaustive
 /// boolean query returns: the same chunks, in the same order, with the
 /// same scores, across several segments, deletions and selective filters,
-/// and for queries that keep their parsed form (phrases, operators).
+/// on both of its paths (pruning with the filter as a cursor, and text and
+/// filter intersected when the filter allows few documents), and for
+/// queries that keep their parsed form (phrases, operators).
 #[test]
 fn pruned_search_equals_the_exhaustive_query() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -238,7 +240,14 @@ fn pruned_search_equals_the_exhaustive_query() {
                 })
                 .collect();
             let doc = Uuid::now_v7();
-            let g = groups[(next() % 3) as usize];
+            // About one document in 50 is "rare": under 1/16 of a segment,
+            // so a "rare" filter takes the intersection path, the others
+            // the pruning path.
+            let g = if next() % 50 == 0 {
+                "rare"
+            } else {
+                groups[(next() % 3) as usize]
+            };
             let coll = if next() % 4 == 0 { "c2" } else { "c1" };
             let mut c = chunk(doc, coll, &[g], &text.join(" "));
             c.title = WORDS[(next() % 40) as usize].to_owned();
@@ -265,11 +274,16 @@ fn pruned_search_equals_the_exhaustive_query() {
         "title:claim scan",
         "nonexistentword",
     ];
+    let mut some_docs = filter(&["everyone", "hr", "oncology", "rare"], &[]);
+    some_docs.doc_ids = docs.iter().step_by(53).copied().collect();
     let filters = [
         filter(&["everyone"], &[]),
-        filter(&["everyone", "hr", "oncology"], &[]),
+        filter(&["everyone", "hr", "oncology", "rare"], &[]),
         filter(&["hr"], &["c2"]),
         filter(&["oncology", "nobody"], &["c1"]),
+        filter(&["rare"], &[]),
+        filter(&["rare", "hr"], &["c2"]),
+        some_docs,
     ];
     let mut compared = 0;
     for q in queries {
