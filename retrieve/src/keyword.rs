@@ -378,6 +378,15 @@ impl TopK {
         }
     }
 
+    /// The pruning callback's step: keeps an allowed document if it beats
+    /// the threshold, and returns the threshold after it.
+    fn offer(&mut self, allowed: bool, score: Score, seg: u32, doc: DocId) -> Score {
+        if allowed {
+            self.push(Ranked { score, seg, doc });
+        }
+        self.threshold()
+    }
+
     /// Best first.
     fn into_sorted(self) -> Vec<Ranked> {
         let mut v: Vec<Ranked> = self.heap.into_iter().map(|r| r.0).collect();
@@ -470,14 +479,8 @@ impl KeywordIndex for TantivyIndex {
                 }
                 if let Some(w) = &both_weight {
                     w.for_each_pruning(top.threshold(), seg, &mut |doc, score| {
-                        if alive.is_none_or(|a| a.is_alive(doc)) {
-                            top.push(Ranked {
-                                score,
-                                seg: seg_ord,
-                                doc,
-                            });
-                        }
-                        top.threshold()
+                        let live = alive.is_none_or(|a| a.is_alive(doc));
+                        top.offer(live, score, seg_ord, doc)
                     })
                     .map_err(err)?;
                 }
@@ -491,14 +494,8 @@ impl KeywordIndex for TantivyIndex {
                 if at < doc {
                     at = allowed.seek(doc);
                 }
-                if at == doc && alive.is_none_or(|a| a.is_alive(doc)) {
-                    top.push(Ranked {
-                        score,
-                        seg: seg_ord,
-                        doc,
-                    });
-                }
-                top.threshold()
+                let ok = at == doc && alive.is_none_or(|a| a.is_alive(doc));
+                top.offer(ok, score, seg_ord, doc)
             })
             .map_err(err)?;
         }
