@@ -428,6 +428,36 @@ pub(crate) struct FileListCache {
     files: Vec<String>,
 }
 
+/// docent patch: runs one forward pass on a worker of rayon's global pool.
+///
+/// The engine loop runs on its own (tokio) thread. Called from there, every
+/// parallel op inside the forward pass (each quantized matmul, softmax, RMS
+/// norm, rope, CPU attention) handed its job to the pool and slept on a
+/// latch until a worker finished it: two thread wake-ups per op, hundreds
+/// per decoded token. Run from a worker, those ops split their work in place
+/// and the caller keeps computing. The engine thread blocks here exactly as
+/// it blocked in `forward_inputs` before.
+fn forward_on_compute_pool<P: Pipeline + ?Sized>(
+    pipeline: &mut P,
+    inputs: Box<dyn Any>,
+    return_raw_logits: bool,
+) -> Result<ForwardInputsResult, candle_core::Error> {
+    /// Moves a value to the worker and back.
+    struct Handoff<T>(T);
+    // SAFETY: `rayon::scope` returns only after its closure has finished, so
+    // the inputs and the result are used by one thread at a time; they hold
+    // tensors and plain vectors, nothing tied to the thread that made them.
+    unsafe impl<T> Send for Handoff<T> {}
+    impl<T> Handoff<T> {
+        fn into_inner(self) -> T {
+            self.0
+        }
+    }
+    let inputs = Handoff(inputs);
+    rayon::scope(move |_| Handoff(pipeline.forward_inputs(inputs.into_inner(), return_raw_logits)))
+        .into_inner()
+}
+
 #[async_trait::async_trait]
 pub trait Pipeline:
     Send
@@ -503,7 +533,7 @@ pub trait Pipeline:
                     }
 
                     let start = Instant::now();
-                    let raw_logits = self.forward_inputs(inputs, return_raw_logits)?;
+                    let raw_logits = forward_on_compute_pool(self, inputs, return_raw_logits)?;
                     let end = Instant::now();
                     exec_duration += end.duration_since(start);
 
@@ -739,7 +769,7 @@ pub trait Pipeline:
                     } = inputs.map_err(candle_core::Error::msg)?;
 
                     let start = Instant::now();
-                    let raw_logits = self.forward_inputs(inputs, return_raw_logits)?;
+                    let raw_logits = forward_on_compute_pool(self, inputs, return_raw_logits)?;
                     let end = Instant::now();
                     exec_duration += end.duration_since(start);
 
