@@ -3,9 +3,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
 use candle_core::quantized::ggml_file;
-use candle_core::quantized::QTensor;
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::quantized::{QStorage, QTensor};
+use candle_core::{DType, Device, Result, Tensor, D};
 use candle_nn::{Embedding, Module};
 use mistralrs_quant::{GgufMatMul, QuantMethod, QuantMethodConfig};
 
@@ -26,16 +30,184 @@ use crate::utils::progress::{new_multi_progress, NiceProgressBar};
 // Default fallback for models that don't specify context_length
 const DEFAULT_MAX_SEQ_LEN: u32 = 4096;
 
+fn gguf_matmul(weight: QTensor) -> Result<Arc<dyn QuantMethod>> {
+    Ok(Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
+        q_weight: Arc::new(weight),
+        b: None,
+    })?))
+}
+
+/// docent patch: projections of the same input, fused into one matmul.
+///
+/// q, k and v (and the MLP's gate and up) multiply the same activations.
+/// When their weights share a dtype and sit in CPU memory, their rows are
+/// concatenated at load into one weight (GGML blocks run along a row, so
+/// stacking rows is concatenating bytes) and one matmul replaces three (or
+/// two): a token runs 4 matmuls per layer instead of 7, each a parallel
+/// dispatch. Every output column is still the dot product of one weight row
+/// with the input, so the numbers are the ones the separate matmuls give
+/// (bit for bit for quantized weights: generate/tests/q4_1_kernel.rs).
+/// Weights of mixed dtypes (Q4_K_M files keep some in Q6_K) or on a GPU stay
+/// separate.
+enum Projections {
+    Fused {
+        weight: Arc<dyn QuantMethod>,
+        widths: Vec<usize>,
+    },
+    Separate(Vec<Arc<dyn QuantMethod>>),
+}
+
+impl Projections {
+    fn new(weights: Vec<QTensor>) -> Result<Self> {
+        if let Some((weight, widths)) = stack_rows(&weights)? {
+            return Ok(Self::Fused {
+                weight: gguf_matmul(weight)?,
+                widths,
+            });
+        }
+        Ok(Self::Separate(
+            weights.into_iter().map(gguf_matmul).collect::<Result<Vec<_>>>()?,
+        ))
+    }
+
+    /// One output per weight, in the order given to `new`, each split into
+    /// heads: `(b, seq, rows / head_dim, head_dim)`. The parts of a fused
+    /// output are views; splitting by heads first keeps them views through
+    /// the transpose that follows (a narrowed last dim would be copied).
+    fn forward_heads(&self, xs: &Tensor, head_dim: usize) -> Result<Vec<Tensor>> {
+        let (b_sz, seq_len, _) = xs.dims3()?;
+        match self {
+            Self::Separate(weights) => weights
+                .iter()
+                .map(|w| MatMul.qmethod_matmul(xs, &**w)?.reshape((b_sz, seq_len, (), head_dim)))
+                .collect(),
+            Self::Fused { weight, widths } => {
+                let ys = MatMul
+                    .qmethod_matmul(xs, &**weight)?
+                    .reshape((b_sz, seq_len, (), head_dim))?;
+                let mut start = 0;
+                widths
+                    .iter()
+                    .map(|&width| {
+                        let heads = width / head_dim;
+                        let part = ys.narrow(2, start, heads);
+                        start += heads;
+                        part
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// One output per weight, in the order given to `new`.
+    fn forward(&self, xs: &Tensor) -> Result<Vec<Tensor>> {
+        match self {
+            Self::Separate(weights) => weights.iter().map(|w| MatMul.qmethod_matmul(xs, &**w)).collect(),
+            Self::Fused { weight, widths } => {
+                let ys = MatMul.qmethod_matmul(xs, &**weight)?;
+                let mut start = 0;
+                widths
+                    .iter()
+                    .map(|&width| {
+                        let part = ys.narrow(D::Minus1, start, width);
+                        start += width;
+                        part
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The weights stacked row-wise into one, with each one's row count; `None`
+/// when they cannot be (different dtypes or widths, not in CPU memory).
+fn stack_rows(weights: &[QTensor]) -> Result<Option<(QTensor, Vec<usize>)>> {
+    let Some(first) = weights.first() else {
+        return Ok(None);
+    };
+    if weights.len() < 2 {
+        return Ok(None);
+    }
+    let dtype = first.dtype();
+    let (_, cols) = first.shape().dims2()?;
+    let mut widths = Vec::with_capacity(weights.len());
+    for w in weights {
+        let (rows, c) = w.shape().dims2()?;
+        if w.dtype() != dtype || c != cols || !w.device().is_cpu() {
+            return Ok(None);
+        }
+        widths.push(rows);
+    }
+    let mut bytes = Vec::new();
+    for w in weights {
+        bytes.extend_from_slice(&w.data()?);
+    }
+    // Borrowed, not owned: candle's CPU `from_data` copies out of a slice it
+    // takes from the Cow, which for `Cow::Owned` is freed before the copy.
+    let storage = QStorage::from_data(Cow::Borrowed(&bytes), &Device::Cpu, dtype)?;
+    let rows = widths.iter().sum::<usize>();
+    Ok(Some((QTensor::new(storage, (rows, cols))?, widths)))
+}
+
+/// docent patch: `silu(gate) * up` read in place from the fused gate|up
+/// output (f32 on the CPU), the formula of mistral.rs's `fused_glu`, without
+/// first copying each half out to a tensor of its own. `None` for any other
+/// layout, dtype or device.
+fn silu_gate_times_up(ys: &Tensor, widths: &[usize]) -> Result<Option<Tensor>> {
+    let &[gate, up] = widths else {
+        return Ok(None);
+    };
+    if gate != up || ys.dtype() != DType::F32 || !ys.device().is_cpu() || !ys.is_contiguous() {
+        return Ok(None);
+    }
+    let (storage, layout) = ys.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Ok(None);
+    };
+    let start = layout.start_offset();
+    let data = &cpu.as_slice::<f32>()?[start..start + ys.elem_count()];
+    let mut out = vec![0f32; data.len() / 2];
+    out.par_chunks_mut(gate)
+        .zip(data.par_chunks(2 * gate))
+        .for_each(|(out, row)| {
+            let (g, u) = row.split_at(gate);
+            for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+                *o = g / (1.0 + (-g).exp()) * u;
+            }
+        });
+    let mut dims = ys.dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = gate;
+    }
+    Ok(Some(Tensor::from_vec(out, dims, ys.device())?))
+}
+
 struct Mlp {
-    feed_forward_w1: Arc<dyn QuantMethod>,
+    /// gate (w1) and up (w3)
+    gate_up: Projections,
     feed_forward_w2: Arc<dyn QuantMethod>,
-    feed_forward_w3: Arc<dyn QuantMethod>,
 }
 
 impl Mlp {
+    fn new(w1: QTensor, w2: QTensor, w3: QTensor) -> Result<Self> {
+        Ok(Self {
+            gate_up: Projections::new(vec![w1, w3])?,
+            feed_forward_w2: gguf_matmul(w2)?,
+        })
+    }
+
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let w1 = MatMul.qmethod_matmul(xs, &*self.feed_forward_w1)?;
-        let w3 = MatMul.qmethod_matmul(xs, &*self.feed_forward_w3)?;
+        if let Projections::Fused { weight, widths } = &self.gate_up {
+            let ys = MatMul.qmethod_matmul(xs, &**weight)?;
+            if let Some(y) = silu_gate_times_up(&ys, widths)? {
+                return MatMul.qmethod_matmul(&y, &*self.feed_forward_w2);
+            }
+        }
+        let [w1, w3]: [Tensor; 2] = self
+            .gate_up
+            .forward(xs)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("gate/up projections: expected 2".into()))?;
         let y = crate::ops::mul_and_act(&w1, &w3, crate::layers::Activation::Silu)?;
         MatMul.qmethod_matmul(&y, &*self.feed_forward_w2)
     }
@@ -99,16 +271,14 @@ impl MlpOrMoe {
                     }
                     let top_x = Tensor::new(top_x.as_slice(), xs.device())?;
                     let selected_rws =
-                        Tensor::new(selected_rws[expert_idx].as_slice(), xs.device())?
-                            .reshape(((), 1))?;
+                        Tensor::new(selected_rws[expert_idx].as_slice(), xs.device())?.reshape(((), 1))?;
                     // Index the correct hidden states and compute the expert hidden state for
                     // the current expert. We need to make sure to multiply the output hidden
                     // states by `routing_weights` on the corresponding tokens (top-1 and top-2)
                     let current_state = xs.index_select(&top_x, 0)?.reshape(((), hidden_dim))?;
                     // current_hidden_states = expert_layer(current_state, routing_weights[top_x_list, idx_list, None])
                     let current_hidden_states = expert_layer.forward(&current_state)?;
-                    let current_hidden_states =
-                        current_hidden_states.broadcast_mul(&selected_rws)?;
+                    let current_hidden_states = current_hidden_states.broadcast_mul(&selected_rws)?;
                     ys = ys.index_add(&top_x, &current_hidden_states, 0)?;
                 }
 
@@ -121,9 +291,8 @@ impl MlpOrMoe {
 }
 
 struct LayerWeights {
-    attention_wq: Arc<dyn QuantMethod>,
-    attention_wk: Arc<dyn QuantMethod>,
-    attention_wv: Arc<dyn QuantMethod>,
+    /// q, k and v
+    attention_qkv: Projections,
     attention_wo: Arc<dyn QuantMethod>,
     attention_norm: QRmsNorm,
     mlp_or_moe: MlpOrMoe,
@@ -148,27 +317,18 @@ impl LayerWeights {
     ) -> Result<Tensor> {
         let (b_sz, seq_len, _) = x.dims3()?;
 
-        let q = MatMul
-            .qmethod_matmul(x, &*self.attention_wq)?
-            .to_dtype(self.dtype)?;
-        let k = MatMul
-            .qmethod_matmul(x, &*self.attention_wk)?
-            .to_dtype(self.dtype)?;
-        let v = MatMul
-            .qmethod_matmul(x, &*self.attention_wv)?
-            .to_dtype(self.dtype)?;
+        let [q, k, v]: [Tensor; 3] = self
+            .attention_qkv
+            .forward_heads(x, self.head_dim)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("q/k/v projections: expected 3".into()))?;
+        let q = q.to_dtype(self.dtype)?;
+        let k = k.to_dtype(self.dtype)?;
+        let v = v.to_dtype(self.dtype)?;
 
+        // docent patch: q, k and v arrive as (b, seq, heads, head_dim).
         let (q, k, v) = if seq_len != 1 {
-            let q = q
-                .reshape((b_sz, seq_len, self.n_head, self.head_dim))?
-                .transpose(1, 2)?;
-            let k = k
-                .reshape((b_sz, seq_len, self.n_kv_head, self.head_dim))?
-                .transpose(1, 2)?;
-            let v = v
-                .reshape((b_sz, seq_len, self.n_kv_head, self.head_dim))?
-                .transpose(1, 2)?;
-            (q, k, v)
+            (q.transpose(1, 2)?, k.transpose(1, 2)?, v.transpose(1, 2)?)
         } else {
             let q = q.reshape((b_sz, self.n_head, seq_len, self.head_dim))?;
             let k = k.reshape((b_sz, self.n_kv_head, seq_len, self.head_dim))?;
@@ -239,11 +399,9 @@ impl ModelConfig::FromGGML for ModelWeights {
         let norm = QRmsNorm::new(ct.remove("norm.weight")?, 1e-5)?;
         let output = ct.remove("output.weight")?;
         let mut layers = Vec::with_capacity(ct.hparams.n_layer as usize);
-        for layer_idx in NiceProgressBar::<_, 'b'>(
-            0..ct.hparams.n_layer,
-            "Loading repeating layers",
-            &new_multi_progress(),
-        ) {
+        for layer_idx in
+            NiceProgressBar::<_, 'b'>(0..ct.hparams.n_layer, "Loading repeating layers", &new_multi_progress())
+        {
             let prefix = format!("layers.{layer_idx}");
             let attention_wq = ct.remove(&format!("{prefix}.attention.wq.weight"))?;
             let attention_wk = ct.remove(&format!("{prefix}.attention.wk.weight"))?;
@@ -253,37 +411,13 @@ impl ModelConfig::FromGGML for ModelWeights {
                 let feed_forward_w1 = ct.remove(&format!("{prefix}.feed_forward.w1.weight"))?;
                 let feed_forward_w2 = ct.remove(&format!("{prefix}.feed_forward.w2.weight"))?;
                 let feed_forward_w3 = ct.remove(&format!("{prefix}.feed_forward.w3.weight"))?;
-                MlpOrMoe::Mlp(Mlp {
-                    feed_forward_w1: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                        q_weight: Arc::new(feed_forward_w1),
-                        b: None,
-                    })?),
-                    feed_forward_w2: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                        q_weight: Arc::new(feed_forward_w2),
-                        b: None,
-                    })?),
-                    feed_forward_w3: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                        q_weight: Arc::new(feed_forward_w3),
-                        b: None,
-                    })?),
-                })
+                MlpOrMoe::Mlp(Mlp::new(feed_forward_w1, feed_forward_w2, feed_forward_w3)?)
             };
             let attention_norm = ct.remove(&format!("{prefix}.attention_norm.weight"))?;
             let ffn_norm = ct.remove(&format!("{prefix}.ffn_norm.weight"))?;
             let n_kv_head = ct.hparams.n_head as usize / gqa;
             layers.push(LayerWeights {
-                attention_wq: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                    q_weight: Arc::new(attention_wq),
-                    b: None,
-                })?),
-                attention_wk: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                    q_weight: Arc::new(attention_wk),
-                    b: None,
-                })?),
-                attention_wv: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                    q_weight: Arc::new(attention_wv),
-                    b: None,
-                })?),
+                attention_qkv: Projections::new(vec![attention_wq, attention_wk, attention_wv])?,
                 attention_wo: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
                     q_weight: Arc::new(attention_wo),
                     b: None,
@@ -410,11 +544,7 @@ impl ModelConfig::FromGGUF for ModelWeights {
             .get("general.architecture")
             .and_then(|v| v.to_string().ok().cloned())
             .unwrap_or_else(|| "llama".to_string());
-        let path_prefix = if actual_arch == "mistral3" {
-            "mistral3"
-        } else {
-            "llama"
-        };
+        let path_prefix = if actual_arch == "mistral3" { "mistral3" } else { "llama" };
 
         let metadata = ContentMetadata {
             path_prefix,
@@ -447,9 +577,7 @@ impl ModelConfig::FromGGUF for ModelWeights {
 
         let head_dim = key_length;
         if key_length != value_length {
-            candle_core::bail!(
-                "Expected key_length == value_length, got {key_length} != {value_length}"
-            );
+            candle_core::bail!("Expected key_length == value_length, got {key_length} != {value_length}");
         }
 
         let mut ropes = HashMap::new();
@@ -468,11 +596,7 @@ impl ModelConfig::FromGGUF for ModelWeights {
             );
         }
 
-        for layer_idx in NiceProgressBar::<_, 'b'>(
-            0..block_count,
-            "Loading repeating layers",
-            &new_multi_progress(),
-        ) {
+        for layer_idx in NiceProgressBar::<_, 'b'>(0..block_count, "Loading repeating layers", &new_multi_progress()) {
             let prefix = format!("blk.{layer_idx}");
             let device = mapper.device_for(layer_idx, false).unwrap_or(device);
             let rotary = ropes
@@ -488,40 +612,18 @@ impl ModelConfig::FromGGUF for ModelWeights {
                 let feed_forward_w1 = ct.tensor(&format!("{prefix}.ffn_gate.weight"), device)?;
                 let feed_forward_w2 = ct.tensor(&format!("{prefix}.ffn_down.weight"), device)?;
                 let feed_forward_w3 = ct.tensor(&format!("{prefix}.ffn_up.weight"), device)?;
-                MlpOrMoe::Mlp(Mlp {
-                    feed_forward_w1: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                        q_weight: Arc::new(feed_forward_w1),
-                        b: None,
-                    })?),
-                    feed_forward_w2: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                        q_weight: Arc::new(feed_forward_w2),
-                        b: None,
-                    })?),
-                    feed_forward_w3: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                        q_weight: Arc::new(feed_forward_w3),
-                        b: None,
-                    })?),
-                })
+                MlpOrMoe::Mlp(Mlp::new(feed_forward_w1, feed_forward_w2, feed_forward_w3)?)
             } else {
-                let feed_forward_gate_inp =
-                    ct.tensor(&format!("{prefix}.ffn_gate_inp.weight"), device)?;
+                let feed_forward_gate_inp = ct.tensor(&format!("{prefix}.ffn_gate_inp.weight"), device)?;
                 let mut experts = Vec::with_capacity(n_expert);
                 match ct.tensor(&format!("{prefix}.ffn_gate_exps.weight"), device) {
                     Ok(feed_forward_gate_exps) => {
-                        let feed_forward_down_exps =
-                            ct.tensor(&format!("{prefix}.ffn_down_exps.weight"), device)?;
-                        let feed_forward_up_exps =
-                            ct.tensor(&format!("{prefix}.ffn_up_exps.weight"), device)?;
+                        let feed_forward_down_exps = ct.tensor(&format!("{prefix}.ffn_down_exps.weight"), device)?;
+                        let feed_forward_up_exps = ct.tensor(&format!("{prefix}.ffn_up_exps.weight"), device)?;
 
-                        let dequant_ffn_gate = feed_forward_gate_exps
-                            .dequantize(device)?
-                            .chunk(n_expert, 0)?;
-                        let dequant_ffn_down = feed_forward_down_exps
-                            .dequantize(device)?
-                            .chunk(n_expert, 0)?;
-                        let dequant_ffn_up = feed_forward_up_exps
-                            .dequantize(device)?
-                            .chunk(n_expert, 0)?;
+                        let dequant_ffn_gate = feed_forward_gate_exps.dequantize(device)?.chunk(n_expert, 0)?;
+                        let dequant_ffn_down = feed_forward_down_exps.dequantize(device)?.chunk(n_expert, 0)?;
+                        let dequant_ffn_up = feed_forward_up_exps.dequantize(device)?.chunk(n_expert, 0)?;
 
                         assert_eq!(dequant_ffn_up.len(), dequant_ffn_down.len());
                         assert_eq!(dequant_ffn_gate.len(), dequant_ffn_down.len());
@@ -535,56 +637,19 @@ impl ModelConfig::FromGGUF for ModelWeights {
                             .into_iter()
                             .zip(dequant_ffn_down.into_iter().zip(dequant_ffn_up))
                         {
-                            experts.push(Mlp {
-                                feed_forward_w1: Arc::new(GgufMatMul::new(
-                                    QuantMethodConfig::Gguf {
-                                        q_weight: Arc::new(QTensor::quantize(&ff_w1, gate_type)?),
-                                        b: None,
-                                    },
-                                )?),
-                                feed_forward_w2: Arc::new(GgufMatMul::new(
-                                    QuantMethodConfig::Gguf {
-                                        q_weight: Arc::new(QTensor::quantize(&ff_w2, down_type)?),
-                                        b: None,
-                                    },
-                                )?),
-                                feed_forward_w3: Arc::new(GgufMatMul::new(
-                                    QuantMethodConfig::Gguf {
-                                        q_weight: Arc::new(QTensor::quantize(&ff_w3, up_type)?),
-                                        b: None,
-                                    },
-                                )?),
-                            })
+                            experts.push(Mlp::new(
+                                QTensor::quantize(&ff_w1, gate_type)?,
+                                QTensor::quantize(&ff_w2, down_type)?,
+                                QTensor::quantize(&ff_w3, up_type)?,
+                            )?)
                         }
                     }
                     Err(_) => {
                         for i in 0..n_expert {
-                            let feed_forward_w1 =
-                                ct.tensor(&format!("{prefix}.ffn_gate.{i}.weight"), device)?;
-                            let feed_forward_w2 =
-                                ct.tensor(&format!("{prefix}.ffn_down.{i}.weight"), device)?;
-                            let feed_forward_w3 =
-                                ct.tensor(&format!("{prefix}.ffn_up.{i}.weight"), device)?;
-                            experts.push(Mlp {
-                                feed_forward_w1: Arc::new(GgufMatMul::new(
-                                    QuantMethodConfig::Gguf {
-                                        q_weight: Arc::new(feed_forward_w1),
-                                        b: None,
-                                    },
-                                )?),
-                                feed_forward_w2: Arc::new(GgufMatMul::new(
-                                    QuantMethodConfig::Gguf {
-                                        q_weight: Arc::new(feed_forward_w2),
-                                        b: None,
-                                    },
-                                )?),
-                                feed_forward_w3: Arc::new(GgufMatMul::new(
-                                    QuantMethodConfig::Gguf {
-                                        q_weight: Arc::new(feed_forward_w3),
-                                        b: None,
-                                    },
-                                )?),
-                            })
+                            let feed_forward_w1 = ct.tensor(&format!("{prefix}.ffn_gate.{i}.weight"), device)?;
+                            let feed_forward_w2 = ct.tensor(&format!("{prefix}.ffn_down.{i}.weight"), device)?;
+                            let feed_forward_w3 = ct.tensor(&format!("{prefix}.ffn_up.{i}.weight"), device)?;
+                            experts.push(Mlp::new(feed_forward_w1, feed_forward_w2, feed_forward_w3)?)
                         }
                     }
                 }
@@ -601,23 +666,10 @@ impl ModelConfig::FromGGUF for ModelWeights {
             let ffn_norm = ct.tensor(&format!("{prefix}.ffn_norm.weight"), device)?;
             let paged_attn = match &attention_mechanism {
                 AttentionImplementation::Eager => None,
-                AttentionImplementation::PagedAttention => {
-                    Some(PagedAttention::new(head_dim, device, None)?)
-                }
+                AttentionImplementation::PagedAttention => Some(PagedAttention::new(head_dim, device, None)?),
             };
             layers.push(LayerWeights {
-                attention_wq: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                    q_weight: Arc::new(attention_wq),
-                    b: None,
-                })?),
-                attention_wk: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                    q_weight: Arc::new(attention_wk),
-                    b: None,
-                })?),
-                attention_wv: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
-                    q_weight: Arc::new(attention_wv),
-                    b: None,
-                })?),
+                attention_qkv: Projections::new(vec![attention_wq, attention_wk, attention_wv])?,
                 attention_wo: Arc::new(GgufMatMul::new(QuantMethodConfig::Gguf {
                     q_weight: Arc::new(attention_wo),
                     b: None,
