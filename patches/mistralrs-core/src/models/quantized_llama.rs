@@ -66,7 +66,10 @@ impl Projections {
             });
         }
         Ok(Self::Separate(
-            weights.into_iter().map(gguf_matmul).collect::<Result<Vec<_>>>()?,
+            weights
+                .into_iter()
+                .map(gguf_matmul)
+                .collect::<Result<Vec<_>>>()?,
         ))
     }
 
@@ -79,12 +82,17 @@ impl Projections {
         match self {
             Self::Separate(weights) => weights
                 .iter()
-                .map(|w| MatMul.qmethod_matmul(xs, &**w)?.reshape((b_sz, seq_len, (), head_dim)))
+                .map(|w| {
+                    MatMul
+                        .qmethod_matmul(xs, &**w)?
+                        .reshape((b_sz, seq_len, (), head_dim))
+                })
                 .collect(),
             Self::Fused { weight, widths } => {
-                let ys = MatMul
-                    .qmethod_matmul(xs, &**weight)?
-                    .reshape((b_sz, seq_len, (), head_dim))?;
+                let ys =
+                    MatMul
+                        .qmethod_matmul(xs, &**weight)?
+                        .reshape((b_sz, seq_len, (), head_dim))?;
                 let mut start = 0;
                 widths
                     .iter()
@@ -102,7 +110,10 @@ impl Projections {
     /// One output per weight, in the order given to `new`.
     fn forward(&self, xs: &Tensor) -> Result<Vec<Tensor>> {
         match self {
-            Self::Separate(weights) => weights.iter().map(|w| MatMul.qmethod_matmul(xs, &**w)).collect(),
+            Self::Separate(weights) => weights
+                .iter()
+                .map(|w| MatMul.qmethod_matmul(xs, &**w))
+                .collect(),
             Self::Fused { weight, widths } => {
                 let ys = MatMul.qmethod_matmul(xs, &**weight)?;
                 let mut start = 0;
@@ -271,14 +282,16 @@ impl MlpOrMoe {
                     }
                     let top_x = Tensor::new(top_x.as_slice(), xs.device())?;
                     let selected_rws =
-                        Tensor::new(selected_rws[expert_idx].as_slice(), xs.device())?.reshape(((), 1))?;
+                        Tensor::new(selected_rws[expert_idx].as_slice(), xs.device())?
+                            .reshape(((), 1))?;
                     // Index the correct hidden states and compute the expert hidden state for
                     // the current expert. We need to make sure to multiply the output hidden
                     // states by `routing_weights` on the corresponding tokens (top-1 and top-2)
                     let current_state = xs.index_select(&top_x, 0)?.reshape(((), hidden_dim))?;
                     // current_hidden_states = expert_layer(current_state, routing_weights[top_x_list, idx_list, None])
                     let current_hidden_states = expert_layer.forward(&current_state)?;
-                    let current_hidden_states = current_hidden_states.broadcast_mul(&selected_rws)?;
+                    let current_hidden_states =
+                        current_hidden_states.broadcast_mul(&selected_rws)?;
                     ys = ys.index_add(&top_x, &current_hidden_states, 0)?;
                 }
 
@@ -399,9 +412,11 @@ impl ModelConfig::FromGGML for ModelWeights {
         let norm = QRmsNorm::new(ct.remove("norm.weight")?, 1e-5)?;
         let output = ct.remove("output.weight")?;
         let mut layers = Vec::with_capacity(ct.hparams.n_layer as usize);
-        for layer_idx in
-            NiceProgressBar::<_, 'b'>(0..ct.hparams.n_layer, "Loading repeating layers", &new_multi_progress())
-        {
+        for layer_idx in NiceProgressBar::<_, 'b'>(
+            0..ct.hparams.n_layer,
+            "Loading repeating layers",
+            &new_multi_progress(),
+        ) {
             let prefix = format!("layers.{layer_idx}");
             let attention_wq = ct.remove(&format!("{prefix}.attention.wq.weight"))?;
             let attention_wk = ct.remove(&format!("{prefix}.attention.wk.weight"))?;
@@ -544,7 +559,11 @@ impl ModelConfig::FromGGUF for ModelWeights {
             .get("general.architecture")
             .and_then(|v| v.to_string().ok().cloned())
             .unwrap_or_else(|| "llama".to_string());
-        let path_prefix = if actual_arch == "mistral3" { "mistral3" } else { "llama" };
+        let path_prefix = if actual_arch == "mistral3" {
+            "mistral3"
+        } else {
+            "llama"
+        };
 
         let metadata = ContentMetadata {
             path_prefix,
@@ -577,7 +596,9 @@ impl ModelConfig::FromGGUF for ModelWeights {
 
         let head_dim = key_length;
         if key_length != value_length {
-            candle_core::bail!("Expected key_length == value_length, got {key_length} != {value_length}");
+            candle_core::bail!(
+                "Expected key_length == value_length, got {key_length} != {value_length}"
+            );
         }
 
         let mut ropes = HashMap::new();
@@ -596,7 +617,11 @@ impl ModelConfig::FromGGUF for ModelWeights {
             );
         }
 
-        for layer_idx in NiceProgressBar::<_, 'b'>(0..block_count, "Loading repeating layers", &new_multi_progress()) {
+        for layer_idx in NiceProgressBar::<_, 'b'>(
+            0..block_count,
+            "Loading repeating layers",
+            &new_multi_progress(),
+        ) {
             let prefix = format!("blk.{layer_idx}");
             let device = mapper.device_for(layer_idx, false).unwrap_or(device);
             let rotary = ropes
@@ -614,16 +639,25 @@ impl ModelConfig::FromGGUF for ModelWeights {
                 let feed_forward_w3 = ct.tensor(&format!("{prefix}.ffn_up.weight"), device)?;
                 MlpOrMoe::Mlp(Mlp::new(feed_forward_w1, feed_forward_w2, feed_forward_w3)?)
             } else {
-                let feed_forward_gate_inp = ct.tensor(&format!("{prefix}.ffn_gate_inp.weight"), device)?;
+                let feed_forward_gate_inp =
+                    ct.tensor(&format!("{prefix}.ffn_gate_inp.weight"), device)?;
                 let mut experts = Vec::with_capacity(n_expert);
                 match ct.tensor(&format!("{prefix}.ffn_gate_exps.weight"), device) {
                     Ok(feed_forward_gate_exps) => {
-                        let feed_forward_down_exps = ct.tensor(&format!("{prefix}.ffn_down_exps.weight"), device)?;
-                        let feed_forward_up_exps = ct.tensor(&format!("{prefix}.ffn_up_exps.weight"), device)?;
+                        let feed_forward_down_exps =
+                            ct.tensor(&format!("{prefix}.ffn_down_exps.weight"), device)?;
+                        let feed_forward_up_exps =
+                            ct.tensor(&format!("{prefix}.ffn_up_exps.weight"), device)?;
 
-                        let dequant_ffn_gate = feed_forward_gate_exps.dequantize(device)?.chunk(n_expert, 0)?;
-                        let dequant_ffn_down = feed_forward_down_exps.dequantize(device)?.chunk(n_expert, 0)?;
-                        let dequant_ffn_up = feed_forward_up_exps.dequantize(device)?.chunk(n_expert, 0)?;
+                        let dequant_ffn_gate = feed_forward_gate_exps
+                            .dequantize(device)?
+                            .chunk(n_expert, 0)?;
+                        let dequant_ffn_down = feed_forward_down_exps
+                            .dequantize(device)?
+                            .chunk(n_expert, 0)?;
+                        let dequant_ffn_up = feed_forward_up_exps
+                            .dequantize(device)?
+                            .chunk(n_expert, 0)?;
 
                         assert_eq!(dequant_ffn_up.len(), dequant_ffn_down.len());
                         assert_eq!(dequant_ffn_gate.len(), dequant_ffn_down.len());
@@ -646,10 +680,17 @@ impl ModelConfig::FromGGUF for ModelWeights {
                     }
                     Err(_) => {
                         for i in 0..n_expert {
-                            let feed_forward_w1 = ct.tensor(&format!("{prefix}.ffn_gate.{i}.weight"), device)?;
-                            let feed_forward_w2 = ct.tensor(&format!("{prefix}.ffn_down.{i}.weight"), device)?;
-                            let feed_forward_w3 = ct.tensor(&format!("{prefix}.ffn_up.{i}.weight"), device)?;
-                            experts.push(Mlp::new(feed_forward_w1, feed_forward_w2, feed_forward_w3)?)
+                            let feed_forward_w1 =
+                                ct.tensor(&format!("{prefix}.ffn_gate.{i}.weight"), device)?;
+                            let feed_forward_w2 =
+                                ct.tensor(&format!("{prefix}.ffn_down.{i}.weight"), device)?;
+                            let feed_forward_w3 =
+                                ct.tensor(&format!("{prefix}.ffn_up.{i}.weight"), device)?;
+                            experts.push(Mlp::new(
+                                feed_forward_w1,
+                                feed_forward_w2,
+                                feed_forward_w3,
+                            )?)
                         }
                     }
                 }
@@ -666,7 +707,9 @@ impl ModelConfig::FromGGUF for ModelWeights {
             let ffn_norm = ct.tensor(&format!("{prefix}.ffn_norm.weight"), device)?;
             let paged_attn = match &attention_mechanism {
                 AttentionImplementation::Eager => None,
-                AttentionImplementation::PagedAttention => Some(PagedAttention::new(head_dim, device, None)?),
+                AttentionImplementation::PagedAttention => {
+                    Some(PagedAttention::new(head_dim, device, None)?)
+                }
             };
             layers.push(LayerWeights {
                 attention_qkv: Projections::new(vec![attention_wq, attention_wk, attention_wv])?,
