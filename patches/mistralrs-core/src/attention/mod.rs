@@ -122,6 +122,25 @@ impl Sdpa {
         let (_, _, _, k_head_dim) = k.dims4()?;
         let (_, _, _, v_head_dim) = v.dims4()?;
 
+        // docent patch: attention on the CPU (a prompt or a decoded token)
+        // goes through `docent_kernels::cpu_attention`: blocks of query rows
+        // that skip the key positions their mask closes, a vectorized masked
+        // softmax, the KV cache read in place (no `repeat_kv` or transposed
+        // copies). It returns `None` for what it does not handle (dtypes,
+        // mask shapes), which takes the paths below.
+        if q.device().is_cpu() && sdpa_params.softcap.is_none() && crate::docent_kernels::enabled() {
+            if let Some(y) = crate::docent_kernels::cpu_attention(
+                q,
+                k,
+                v,
+                mask,
+                sdpa_params.softmax_scale,
+                sdpa_params.n_kv_groups,
+            )? {
+                return Ok(y);
+            }
+        }
+
         // docent patch: on CPU the fused loop below is kept for decoding (one
         // query row). For a prompt it is scalar and visits every key position
         // of every row; the matmul path (`naive_sdpa`: gemm with run-time SIMD

@@ -182,8 +182,12 @@ fn silu_gate_times_up(ys: &Tensor, widths: &[usize]) -> Result<Option<Tensor>> {
         .zip(data.par_chunks(2 * gate))
         .for_each(|(out, row)| {
             let (g, u) = row.split_at(gate);
-            for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
-                *o = g / (1.0 + (-g).exp()) * u;
+            if crate::docent_kernels::enabled() {
+                crate::docent_kernels::silu_mul(g, u, out);
+            } else {
+                for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+                    *o = g / (1.0 + (-g).exp()) * u;
+                }
             }
         });
     let mut dims = ys.dims().to_vec();

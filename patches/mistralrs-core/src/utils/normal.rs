@@ -123,6 +123,19 @@ fn determine_auto_dtype_all(devices: &[&Device]) -> candle_core::Result<DType> {
     return Ok(DType::BF16);
     #[cfg(not(feature = "accelerate"))]
     {
+        // docent patch: on the CPU, `Auto` is F32. A CPU has no bf16/f16
+        // arithmetic for candle to use: in bf16 every attention matmul went
+        // through gemm's converting f16 path, the softmax converted each
+        // element to f32 and back through a scalar closure, and q/k/v were
+        // cast down and the KV cache kept in bf16 (about 45% of a
+        // 2k-token prompt's time under perf). Quantized weights are
+        // unaffected; only activations and the KV cache (twice the bytes) are.
+        if !devices.is_empty()
+            && devices.iter().all(|d| d.is_cpu())
+            && crate::docent_kernels::enabled()
+        {
+            return Ok(DType::F32);
+        }
         let dev_dtypes = get_dtypes();
         for dtype in get_dtypes_non_cuda()
             .iter()
