@@ -95,9 +95,14 @@ impl Redactor {
         out
     }
 
-    /// Masks every string inside a JSON value (keys are left alone).
+    /// Masks every string inside a JSON value (keys are left alone). A
+    /// string that is a whole UUID is an identifier docent made (a chunk,
+    /// a document, a job) and is kept: its digit groups can look like a
+    /// phone number ("...-3485-7764-8123-..."), and masking them would cut
+    /// the audit trail's link to the records it names.
     pub fn mask_json(&self, v: &mut serde_json::Value) {
         match v {
+            serde_json::Value::String(s) if uuid::Uuid::try_parse(s).is_ok() => {}
             serde_json::Value::String(s) => *s = self.mask(s),
             serde_json::Value::Array(a) => a.iter_mut().for_each(|x| self.mask_json(x)),
             serde_json::Value::Object(o) => o.values_mut().for_each(|x| self.mask_json(x)),
@@ -214,6 +219,21 @@ mod tests {
     #[test]
     fn every_rule_compiles() {
         assert_eq!(hc().rules.len(), HEALTHCARE.len());
+    }
+
+    #[test]
+    fn json_masking_keeps_uuids_whole() {
+        // A UUIDv7 whose middle groups are all digits: the phone rule alone
+        // would take "3485-7764-8123" (seen in tests/audit.rs).
+        let id = "01a2499a-3485-7764-8123-6475e8e67f8b";
+        let mut v = serde_json::json!({
+            "chunk_ids": [id],
+            "query": format!("call 415-555-0132 about {id}"),
+        });
+        hc().mask_json(&mut v);
+        assert_eq!(v["chunk_ids"][0], id);
+        let query = v["query"].as_str().unwrap_or_default();
+        assert!(query.starts_with("call [PHONE] about"), "{query}");
     }
 
     #[test]
