@@ -105,6 +105,13 @@ pub fn server(
     // generation slot gives its queue place back instead of holding it
     // until it would have run.
     .h1_allow_half_closed(false)
+    // Idle keep-alive connections are closed after 75 s, not actix's 5 s: a
+    // client (or a load balancer, commonly 60 s idle) that reuses a pooled
+    // connection at the moment the server closes it gets an incomplete
+    // message on a request that is not retried (seen on a PATCH in
+    // tests/permissions.rs on a loaded machine). The server's idle timeout
+    // must outlast its clients'.
+    .keep_alive(std::time::Duration::from_secs(75))
     .disable_signals()
     .shutdown_timeout(shutdown_timeout_secs)
     .listen(listener)
