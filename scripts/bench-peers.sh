@@ -19,7 +19,11 @@
 #   BENCH_VENV   the venv (default /var/tmp/docent-bench-venv)
 #   LLAMA_CPU    native (default: -DGGML_NATIVE=ON, i.e. -march=native, the
 #                llama.cpp default for a local build: AVX2, AVX-512 and AMX
-#                where the CPU has them) or avx2 (portable AVX2+FMA+F16C only)
+#                where the CPU has them), avx512 (AVX2, AVX-512 with VNNI, VBMI
+#                and BF16, no AMX: on a Xeon VM here, 0.3.36's native build
+#                crashed with SIGSEGV in ggml_backend_amx_mul_mat on the first
+#                prompt) or avx2 (portable AVX2+FMA+F16C only); give each its
+#                own BENCH_VENV
 #   DOCENT_BIN   the docent binary (default $CARGO_TARGET_DIR/debug/docent)
 #   PYTHON       the interpreter the venv is made from (default python3)
 # Extra arguments after `run` go to compare.py (see --help).
@@ -56,8 +60,9 @@ need_tools() {
 cmake_args() {
   case "$LLAMA_CPU" in
     native) echo "-DGGML_NATIVE=ON -DGGML_BLAS=OFF -DGGML_OPENMP=ON" ;;
+    avx512) echo "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=ON" ;;
     avx2) echo "-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_BLAS=OFF -DGGML_OPENMP=ON" ;;
-    *) echo "bench-peers: LLAMA_CPU must be native or avx2" >&2; exit 2 ;;
+    *) echo "bench-peers: LLAMA_CPU must be native, avx512 or avx2" >&2; exit 2 ;;
   esac
 }
 
