@@ -57,7 +57,7 @@ pub use toml_selector::{get_toml_selected_model_device_map_params, get_toml_sele
 mod amoe;
 mod attention;
 mod diagnostics;
-// docent patch: vectorized CPU kernels for prompts; public for docent's tests.
+// docent patch: CPU attention and SiLU kernels; public for docent's tests.
 #[doc(hidden)]
 pub mod docent_kernels;
 mod diffusion_models;
