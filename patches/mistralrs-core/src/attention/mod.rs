@@ -143,8 +143,8 @@ impl Sdpa {
 
         // docent patch: on CPU the fused loop below is kept for decoding (one
         // query row) where `cpu_attention` declines (bf16/f16, softcapping,
-        // or `DOCENT_CPU_KERNELS=off`). For a prompt it is scalar and visits every key position
-        // of every row; the matmul path (`naive_sdpa`: gemm with run-time SIMD
+        // or `DOCENT_CPU_KERNELS=off`). For a prompt it is scalar and visits
+        // every key position of every row; the matmul path (`naive_sdpa`: gemm with run-time SIMD
         // dispatch, softmax, gemm, in query chunks of ATTENTION_CHUNK_SIZE)
         // reads a 1k-token prompt several times faster.
         let can_use_flash = q.device().is_cpu() && seq_len == 1
