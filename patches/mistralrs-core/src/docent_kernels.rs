@@ -171,14 +171,21 @@ pub fn cpu_attention(
     }
     let mask = match mask {
         None => None,
-        Some(m) if m.dims() == [seq, kv_len] && m.dtype() == DType::F32 => {
-            let m = m.contiguous()?;
-            match cpu_f32(&m, <[f32]>::to_vec)? {
-                Some(rows) => Some(rows),
-                None => return Ok(None),
-            }
-        }
+        Some(m) if m.dims() == [seq, kv_len] && m.dtype() == DType::F32 => Some(m.contiguous()?),
         Some(_) => return Ok(None),
+    };
+    // The mask's rows are read in place (it is the same tensor for every
+    // layer; no copy per call).
+    let mask_storage = mask.as_ref().map(|m| m.storage_and_layout());
+    let mask: Option<&[f32]> = match &mask_storage {
+        None => None,
+        Some((storage, layout)) => {
+            let Storage::Cpu(cpu) = &**storage else {
+                return Ok(None);
+            };
+            let start = layout.start_offset();
+            Some(&cpu.as_slice::<f32>()?[start..start + seq * kv_len])
+        }
     };
     let q = q.contiguous()?;
     let k = matmul_operand(k)?;
@@ -188,9 +195,7 @@ pub fn cpu_attention(
     let mut start = 0;
     while start < seq {
         let rows = QUERY_BLOCK.min(seq - start);
-        let block_mask = mask
-            .as_ref()
-            .map(|m| &m[start * kv_len..(start + rows) * kv_len]);
+        let block_mask = mask.map(|m| &m[start * kv_len..(start + rows) * kv_len]);
         // Key positions past the last one any row of this block may see are
         // never read: for a causal mask, everything after the block's last
         // row.
