@@ -164,7 +164,10 @@ fn cpu_attention_matches_mistralrs_formula() {
     let scale = 1.0 / (d as f64).sqrt();
     // 300 rows = two full blocks of 128 and a partial one; a past of 5 is a
     // prompt that continues a cached prefix; one row with no mask is a
-    // decoded token.
+    // decoded token. Up to 4 rows take the direct path (no matmuls): masked
+    // rows after a past (the first of 4 rows with no past sees one
+    // position), a context long enough to run in parallel; 5 rows are the
+    // first that go through the blocked matmuls again.
     let cases = [
         (1, 300, 0, true),
         (1, 300, 5, true),
@@ -172,6 +175,10 @@ fn cpu_attention_matches_mistralrs_formula() {
         (1, 50, 0, false),
         (1, 1, 200, false),
         (2, 1, 9, false),
+        (1, 3, 40, true),
+        (2, 4, 0, true),
+        (1, 1, 1500, false),
+        (1, 5, 10, true),
     ];
     for (b, seq, past, masked) in cases {
         let kv_len = past + seq;
@@ -194,6 +201,44 @@ fn cpu_attention_matches_mistralrs_formula() {
         assert_eq!(got.dims(), &[b, heads, seq, d]);
         let diff = max_abs_diff(&got, &want);
         assert!(diff < 1e-4, "b {b}, seq {seq}, past {past}: max difference {diff}");
+    }
+}
+
+/// Decoding (up to 4 query rows) computes each row without matmuls, eight
+/// key positions and 64 head values at a time: head sizes with remainders
+/// of both, and contexts of a few positions more or less than a multiple of
+/// eight.
+#[test]
+fn cpu_attention_for_decoding_handles_any_head_size_and_context() {
+    let dev = Device::Cpu;
+    let (heads, kv_heads) = (4, 2);
+    for d in [3, 8, 20, 64, 80, 136] {
+        for (seq, past) in [(1, 0), (1, 7), (1, 16), (2, 9), (4, 21), (3, 130)] {
+            let kv_len = past + seq;
+            let t = |seed: u64, h: usize, n: usize| {
+                Tensor::from_vec(noise(seed, h * n * d), (1, h, n, d), &dev)
+                    .and_then(|t| t * 2.0)
+                    .expect("tensor")
+            };
+            let q = t(11, heads, seq);
+            let k = t(12, kv_heads, kv_len + 3).narrow(2, 0, kv_len).expect("k view");
+            let v = t(13, kv_heads, kv_len + 3).narrow(2, 0, kv_len).expect("v view");
+            let scale = 1.0 / (d as f64).sqrt();
+            for masked in [false, true] {
+                let mask = masked.then(|| causal_mask(seq, past, &dev));
+                let got = cpu_attention(&q, &k, &v, mask.as_ref(), scale as f32, heads / kv_heads)
+                    .expect("cpu attention")
+                    .expect("f32 on the CPU is handled");
+                let (kc, vc) = (k.contiguous().expect("k"), v.contiguous().expect("v"));
+                let want = attention_reference(&q, &kc, &vc, mask.as_ref(), scale, heads / kv_heads);
+                assert_eq!(got.dims(), &[1, heads, seq, d]);
+                let diff = max_abs_diff(&got, &want);
+                assert!(
+                    diff < 1e-4,
+                    "d {d}, seq {seq}, past {past}, masked {masked}: max difference {diff}"
+                );
+            }
+        }
     }
 }
 

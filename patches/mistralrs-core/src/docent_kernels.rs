@@ -17,9 +17,14 @@
 //!   so about half the scores of a long prompt are never computed. A query
 //!   head reads its key/value head in place, from the KV cache's own buffer
 //!   (no `repeat_kv` copy, no transposed copy): the heads of one group are
-//!   stacked as rows of one matmul. For decoding this replaces mistral.rs's
+//!   stacked as rows of one matmul. Decoding (up to `DIRECT_MAX_ROWS` query
+//!   rows) skips the matmuls: each query head's scores are taken eight key
+//!   positions at a time and its weighted sum of value rows is held in
+//!   registers, from the cache's buffer in place. This replaces mistral.rs's
 //!   scalar per-position loop, whose cost grows with the context (at 1k
-//!   cached tokens it took most of each token).
+//!   cached tokens it took most of each token), and a gemm whose packing of
+//!   the whole key/value head and padding of a few rows to its tile cost
+//!   more than the products.
 //!
 //! Everything has a portable scalar path with the same structure. Setting
 //! `DOCENT_CPU_KERNELS=off` sends attention back to mistral.rs's own paths
@@ -190,6 +195,9 @@ pub fn cpu_attention(
     let q = q.contiguous()?;
     let k = matmul_operand(k)?;
     let v = matmul_operand(v)?;
+    if seq <= DIRECT_MAX_ROWS {
+        return direct_attention(&q, &k, &v, mask, scale, n_kv_groups);
+    }
 
     let mut blocks = Vec::with_capacity(seq.div_ceil(QUERY_BLOCK));
     let mut start = 0;
@@ -250,6 +258,150 @@ pub fn cpu_attention(
         return Ok(blocks.pop());
     }
     Ok(Some(Tensor::cat(&blocks, 2)?))
+}
+
+/// Query rows per head up to which `cpu_attention` computes each row
+/// directly (decoding) instead of through matmuls: for a handful of rows a
+/// gemm packs the whole key/value head and pads the rows to its register
+/// tile, which cost more than the dot products themselves.
+const DIRECT_MAX_ROWS: usize = 4;
+
+/// Below this many multiply-adds per call the rows run on the caller's
+/// thread: a parallel dispatch costs more than it saves.
+const DIRECT_PARALLEL_MIN: usize = 1 << 16;
+
+/// `cpu_attention` for a few query rows: per query row, the dot products
+/// with every open key position, the masked softmax, and the weighted sum
+/// of the value rows, all read in place. `k` and `v` have rows of
+/// `head_dim` contiguous values (`matmul_operand`); `q` is contiguous.
+fn direct_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&[f32]>,
+    scale: f32,
+    n_kv_groups: usize,
+) -> Result<Option<Tensor>> {
+    let (b, heads, seq, d) = q.dims4()?;
+    let kv_len = k.dim(2)?;
+    let (q_guard, q_layout) = q.storage_and_layout();
+    let (k_guard, k_layout) = k.storage_and_layout();
+    let (v_guard, v_layout) = v.storage_and_layout();
+    let (Storage::Cpu(q_cpu), Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) =
+        (&*q_guard, &*k_guard, &*v_guard)
+    else {
+        return Ok(None);
+    };
+    let q_all = &q_cpu.as_slice::<f32>()?[q_layout.start_offset()..];
+    let q_all = &q_all[..b * heads * seq * d];
+    // Element (bi, h, j, x) of k is at start + bi * s0 + h * s1 + j * d + x.
+    fn head_rows<'a>(
+        data: &'a [f32],
+        layout: &candle_core::Layout,
+        (bi, h): (usize, usize),
+        len: usize,
+    ) -> Option<&'a [f32]> {
+        let s = layout.stride();
+        let first = layout.start_offset() + bi * s[0] + h * s[1];
+        data.get(first..first + len)
+    }
+    let k_all = k_cpu.as_slice::<f32>()?;
+    let v_all = v_cpu.as_slice::<f32>()?;
+    if k_layout.stride()[2] != d || v_layout.stride()[2] != d {
+        return Ok(None);
+    }
+    // Every (batch, query head) pair's key and value rows, checked once.
+    let mut kv = Vec::with_capacity(b * heads);
+    for bi in 0..b {
+        for h in 0..heads {
+            let kvh = h / n_kv_groups;
+            match (
+                head_rows(k_all, k_layout, (bi, kvh), kv_len * d),
+                head_rows(v_all, v_layout, (bi, kvh), kv_len * d),
+            ) {
+                (Some(kr), Some(vr)) => kv.push((kr, vr)),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    let mut out = vec![0f32; b * heads * seq * d];
+    // One task per (batch, query head): its `seq` rows.
+    let task = |i: usize, dst: &mut [f32]| {
+        let (kr, vr) = kv[i];
+        let mut scores = vec![0f32; kv_len];
+        let mut probs = vec![0f32; kv_len];
+        for r in 0..seq {
+            let qr = &q_all[(i * seq + r) * d..(i * seq + r + 1) * d];
+            let m = mask.map(|m| &m[r * kv_len..(r + 1) * kv_len]);
+            let open = match m {
+                Some(m) => m
+                    .iter()
+                    .rposition(|&x| x != f32::NEG_INFINITY)
+                    .map_or(0, |p| p + 1),
+                None => kv_len,
+            };
+            let o = &mut dst[r * d..(r + 1) * d];
+            if open == 0 {
+                // Every position masked: zeros, as the softmax gives.
+                continue;
+            }
+            row_scores(qr, &kr[..open * d], &mut scores[..open]);
+            softmax_masked_row(
+                &scores[..open],
+                m.map(|m| &m[..open]),
+                scale,
+                &mut probs[..open],
+            );
+            weighted_rows(&probs[..open], &vr[..open * d], o);
+        }
+    };
+    if b * heads * seq * kv_len * d >= DIRECT_PARALLEL_MIN {
+        out.par_chunks_mut(seq * d)
+            .enumerate()
+            .for_each(|(i, dst)| task(i, dst));
+    } else {
+        for (i, dst) in out.chunks_mut(seq * d).enumerate() {
+            task(i, dst);
+        }
+    }
+    drop((q_guard, k_guard, v_guard));
+    Ok(Some(Tensor::from_vec(out, (b, heads, seq, d), q.device())?))
+}
+
+/// `out[j] = q . k_j` for the rows `k_j` of `k` (`q.len()` values each,
+/// `out.len()` rows).
+fn row_scores(q: &[f32], k: &[f32], out: &mut [f32]) {
+    let d = q.len();
+    assert_eq!(k.len(), out.len() * d, "row_scores: shapes differ");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above); shapes checked.
+        unsafe { x86::row_scores(q, k, out) };
+        return;
+    }
+    for (o, kr) in out.iter_mut().zip(k.chunks_exact(d)) {
+        *o = q.iter().zip(kr).map(|(a, b)| a * b).sum();
+    }
+}
+
+/// `out = sum_j p[j] * v_j` over the rows `v_j` of `v` (`out.len()` values
+/// each, `p.len()` rows).
+fn weighted_rows(p: &[f32], v: &[f32], out: &mut [f32]) {
+    let d = out.len();
+    assert_eq!(v.len(), p.len() * d, "weighted_rows: shapes differ");
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above); shapes checked.
+        unsafe { x86::weighted_rows(p, v, out) };
+        return;
+    }
+    out.fill(0.0);
+    for (&pj, vr) in p.iter().zip(v.chunks_exact(d)) {
+        for (o, &x) in out.iter_mut().zip(vr) {
+            *o += pj * x;
+        }
+    }
 }
 
 /// `t` (b, heads, n, d) as candle's CPU matmul can read it: rows of `d`
@@ -418,6 +570,103 @@ mod x86 {
         }
         for d in &mut dst[full..] {
             *d *= inv;
+        }
+    }
+
+    /// Eight lanes summed into one: lane `u` of the result is the sum of
+    /// the lanes of `a[u]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn reduce8(a: [__m256; 8]) -> __m256 {
+        let t0 = _mm256_hadd_ps(a[0], a[1]);
+        let t1 = _mm256_hadd_ps(a[2], a[3]);
+        let t2 = _mm256_hadd_ps(a[4], a[5]);
+        let t3 = _mm256_hadd_ps(a[6], a[7]);
+        // Per 128-bit half: [a0, a1, a2, a3] and [a4, a5, a6, a7], partial.
+        let u0 = _mm256_hadd_ps(t0, t1);
+        let u1 = _mm256_hadd_ps(t2, t3);
+        let lo = _mm256_permute2f128_ps::<0x20>(u0, u1);
+        let hi = _mm256_permute2f128_ps::<0x31>(u0, u1);
+        _mm256_add_ps(lo, hi)
+    }
+
+    /// `out[j] = q . k_j`: eight key rows at a time, each with an
+    /// accumulator of its own, summed across lanes together (`reduce8`).
+    /// `k.len() == out.len() * q.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn row_scores(q: &[f32], k: &[f32], out: &mut [f32]) {
+        let d = q.len();
+        let n = out.len();
+        let dv = d - d % 8;
+        let (pq, pk) = (q.as_ptr(), k.as_ptr());
+        let mut j = 0;
+        while j + 8 <= n {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            let mut x = 0;
+            while x < dv {
+                let qv = _mm256_loadu_ps(pq.add(x));
+                for (u, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(pk.add((j + u) * d + x)), *a);
+                }
+                x += 8;
+            }
+            let mut sums = [0f32; 8];
+            _mm256_storeu_ps(sums.as_mut_ptr(), reduce8(acc));
+            for (u, s) in sums.iter_mut().enumerate() {
+                for x in dv..d {
+                    *s += q[x] * k[(j + u) * d + x];
+                }
+            }
+            out[j..j + 8].copy_from_slice(&sums);
+            j += 8;
+        }
+        for (jj, o) in out.iter_mut().enumerate().skip(j) {
+            let mut acc = _mm256_setzero_ps();
+            let mut x = 0;
+            while x < dv {
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(x)), _mm256_loadu_ps(pk.add(jj * d + x)), acc);
+                x += 8;
+            }
+            let mut s = hsum(acc);
+            for x in dv..d {
+                s += q[x] * k[jj * d + x];
+            }
+            *o = s;
+        }
+    }
+
+    /// `out = sum_j p[j] * v_j`: 64 columns at a time held in registers
+    /// across all rows, then 8 at a time, then the last few.
+    /// `v.len() == p.len() * out.len()`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn weighted_rows(p: &[f32], v: &[f32], out: &mut [f32]) {
+        let d = out.len();
+        let pv = v.as_ptr();
+        let mut c = 0;
+        while c + 64 <= d {
+            let mut acc = [_mm256_setzero_ps(); 8];
+            for (j, &pj) in p.iter().enumerate() {
+                let w = _mm256_set1_ps(pj);
+                let row = pv.add(j * d + c);
+                for (u, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(row.add(8 * u)), *a);
+                }
+            }
+            for (u, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add(c + 8 * u), *a);
+            }
+            c += 64;
+        }
+        while c + 8 <= d {
+            let mut acc = _mm256_setzero_ps();
+            for (j, &pj) in p.iter().enumerate() {
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(pj), _mm256_loadu_ps(pv.add(j * d + c)), acc);
+            }
+            _mm256_storeu_ps(out.as_mut_ptr().add(c), acc);
+            c += 8;
+        }
+        for x in c..d {
+            out[x] = p.iter().enumerate().map(|(j, &pj)| pj * v[j * d + x]).sum();
         }
     }
 
