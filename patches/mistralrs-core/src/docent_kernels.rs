@@ -266,8 +266,9 @@ pub fn cpu_attention(
 /// tile, which cost more than the dot products themselves.
 const DIRECT_MAX_ROWS: usize = 4;
 
-/// Below this many multiply-adds per call the rows run on the caller's
-/// thread: a parallel dispatch costs more than it saves.
+/// Below this many multiply-adds for the scores of a call (as many again
+/// go to the weighted sums) the rows run on the caller's thread: a parallel
+/// dispatch costs more than it saves.
 const DIRECT_PARALLEL_MIN: usize = 1 << 16;
 
 /// `cpu_attention` for a few query rows: per query row, the dot products
