@@ -156,6 +156,27 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .expect("diff")
 }
 
+/// `cpu_attention` gives q's shape and is within 1e-4 of
+/// `attention_reference` on contiguous copies of `k` and `v`.
+fn assert_attention_matches(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    groups: usize,
+    what: &str,
+) {
+    let got = cpu_attention(q, k, v, mask, scale as f32, groups)
+        .expect("cpu attention")
+        .expect("f32 on the CPU is handled");
+    let (kc, vc) = (k.contiguous().expect("k"), v.contiguous().expect("v"));
+    let want = attention_reference(q, &kc, &vc, mask, scale, groups);
+    assert_eq!(got.dims(), q.dims(), "{what}: output shape");
+    let diff = max_abs_diff(&got, &want);
+    assert!(diff < 1e-4, "{what}: max difference {diff}");
+}
+
 #[test]
 fn cpu_attention_matches_mistralrs_formula() {
     let dev = Device::Cpu;
@@ -193,14 +214,8 @@ fn cpu_attention_matches_mistralrs_formula() {
         let k = t(2, kv_heads, kv_len + 16).narrow(2, 0, kv_len).expect("k view");
         let v = t(3, kv_heads, kv_len + 16).narrow(2, 0, kv_len).expect("v view");
         let mask = masked.then(|| causal_mask(seq, past, &dev));
-        let got = cpu_attention(&q, &k, &v, mask.as_ref(), scale as f32, heads / kv_heads)
-            .expect("cpu attention")
-            .expect("f32 on the CPU is handled");
-        let (kc, vc) = (k.contiguous().expect("k"), v.contiguous().expect("v"));
-        let want = attention_reference(&q, &kc, &vc, mask.as_ref(), scale, heads / kv_heads);
-        assert_eq!(got.dims(), &[b, heads, seq, d]);
-        let diff = max_abs_diff(&got, &want);
-        assert!(diff < 1e-4, "b {b}, seq {seq}, past {past}: max difference {diff}");
+        let what = format!("b {b}, seq {seq}, past {past}");
+        assert_attention_matches(&q, &k, &v, mask.as_ref(), scale, heads / kv_heads, &what);
     }
 }
 
@@ -226,17 +241,8 @@ fn cpu_attention_for_decoding_handles_any_head_size_and_context() {
             let scale = 1.0 / (d as f64).sqrt();
             for masked in [false, true] {
                 let mask = masked.then(|| causal_mask(seq, past, &dev));
-                let got = cpu_attention(&q, &k, &v, mask.as_ref(), scale as f32, heads / kv_heads)
-                    .expect("cpu attention")
-                    .expect("f32 on the CPU is handled");
-                let (kc, vc) = (k.contiguous().expect("k"), v.contiguous().expect("v"));
-                let want = attention_reference(&q, &kc, &vc, mask.as_ref(), scale, heads / kv_heads);
-                assert_eq!(got.dims(), &[1, heads, seq, d]);
-                let diff = max_abs_diff(&got, &want);
-                assert!(
-                    diff < 1e-4,
-                    "d {d}, seq {seq}, past {past}, masked {masked}: max difference {diff}"
-                );
+                let what = format!("d {d}, seq {seq}, past {past}, masked {masked}");
+                assert_attention_matches(&q, &k, &v, mask.as_ref(), scale, heads / kv_heads, &what);
             }
         }
     }
