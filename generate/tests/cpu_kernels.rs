@@ -157,7 +157,7 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
 }
 
 /// `cpu_attention` gives q's shape and is within 1e-4 of
-/// `attention_reference` on contiguous copies of `k` and `v`.
+/// `attention_reference` on contiguous f32 copies of `k` and `v`.
 fn assert_attention_matches(
     q: &Tensor,
     k: &Tensor,
@@ -170,7 +170,8 @@ fn assert_attention_matches(
     let got = cpu_attention(q, k, v, mask, scale as f32, groups)
         .expect("cpu attention")
         .expect("f32 on the CPU is handled");
-    let (kc, vc) = (k.contiguous().expect("k"), v.contiguous().expect("v"));
+    let wide = |t: &Tensor| t.to_dtype(DType::F32).and_then(|t| t.contiguous()).expect("f32 copy");
+    let (kc, vc) = (wide(k), wide(v));
     let want = attention_reference(q, &kc, &vc, mask, scale, groups);
     assert_eq!(got.dims(), q.dims(), "{what}: output shape");
     let diff = max_abs_diff(&got, &want);
@@ -199,6 +200,8 @@ fn cpu_attention_matches_mistralrs_formula() {
         (1, 3, 40, true),
         (2, 4, 0, true),
         (1, 1, 1500, false),
+        (1, 4, 1500, true),
+        (2, 2, 700, true),
         (1, 5, 10, true),
     ];
     for (b, seq, past, masked) in cases {
@@ -246,6 +249,95 @@ fn cpu_attention_for_decoding_handles_any_head_size_and_context() {
             }
         }
     }
+}
+
+/// A long context is split into key ranges for the threads, each with its
+/// own softmax, merged afterwards: masks that close a whole range for some
+/// rows (open only at the start, only at the end), that close positions
+/// inside a range, and finite biases instead of 0/-inf; and rows whose
+/// every position is masked, which give zeros.
+#[test]
+fn cpu_attention_for_decoding_merges_key_ranges() {
+    let dev = Device::Cpu;
+    let (heads, kv_heads, d) = (9, 3, 64);
+    let scale = 1.0 / (d as f64).sqrt();
+    for kv_len in [40, 1500, 3001] {
+        let t = |seed: u64, h: usize, n: usize| {
+            Tensor::from_vec(noise(seed, h * n * d), (1, h, n, d), &dev)
+                .and_then(|t| t * 3.0)
+                .expect("tensor")
+        };
+        let q = t(21, heads, 4);
+        let k = t(22, kv_heads, kv_len);
+        let v = t(23, kv_heads, kv_len);
+        let (start, end) = (kv_len / 15, kv_len * 3 / 5);
+        let m: Vec<f32> = (0..4)
+            .flat_map(|r| {
+                (0..kv_len).map(move |j| match r {
+                    0 if j >= start => f32::NEG_INFINITY,
+                    1 if j < end => f32::NEG_INFINITY,
+                    2 if j % 3 == 1 => f32::NEG_INFINITY,
+                    3 => -((j % 7) as f32),
+                    _ => 0.0,
+                })
+            })
+            .collect();
+        let mask = Tensor::from_vec(m, (4, kv_len), &dev).expect("mask");
+        let what = format!("kv_len {kv_len}, partial masks");
+        assert_attention_matches(&q, &k, &v, Some(&mask), scale, heads / kv_heads, &what);
+
+        let closed = Tensor::full(f32::NEG_INFINITY, (1, kv_len), &dev).expect("mask");
+        let got = cpu_attention(&q.narrow(2, 0, 1).expect("row"), &k, &v, Some(&closed), scale as f32, 3)
+            .expect("cpu attention")
+            .expect("handled");
+        let values = got.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("values");
+        assert_eq!(values.len(), heads * d, "kv_len {kv_len}: output shape");
+        assert!(
+            values.iter().all(|&x| x == 0.0),
+            "kv_len {kv_len}: a row with every position masked gives zeros"
+        );
+    }
+}
+
+/// The KV cache in f16 (docent's default on the CPU): keys and values
+/// widened as they are read, on the decoding path (split or not) and on
+/// the prompt path, against the same attention on their f32 values.
+#[test]
+fn cpu_attention_reads_an_f16_cache() {
+    let dev = Device::Cpu;
+    let (heads, kv_heads, d) = (9, 3, 64);
+    let scale = 1.0 / (d as f64).sqrt();
+    for (seq, past) in [(1, 0), (1, 37), (1, 1500), (3, 40), (4, 700), (300, 5)] {
+        let kv_len = past + seq;
+        let t = |seed: u64, h: usize, n: usize| {
+            Tensor::from_vec(noise(seed, h * n * d), (1, h, n, d), &dev)
+                .and_then(|t| t * 3.0)
+                .expect("tensor")
+        };
+        let q = t(31, heads, seq);
+        let half = |seed: u64| {
+            t(seed, kv_heads, kv_len + 5)
+                .to_dtype(DType::F16)
+                .and_then(|t| t.narrow(2, 0, kv_len))
+                .expect("f16 view")
+        };
+        let (k, v) = (half(32), half(33));
+        assert_eq!(k.dtype(), DType::F16);
+        let mask = (seq > 1).then(|| causal_mask(seq, past, &dev));
+        let what = format!("f16 cache, seq {seq}, past {past}");
+        assert_attention_matches(&q, &k, &v, mask.as_ref(), scale, heads / kv_heads, &what);
+    }
+}
+
+/// docent keeps the KV cache in f16 on the CPU for a model computing in
+/// f32 (f32 with `DOCENT_CPU_KERNELS=off`), and leaves other dtypes alone.
+#[test]
+fn the_kv_cache_is_f16_on_the_cpu() {
+    use mistralrs_core::docent_kernels::{enabled, kv_cache_dtype};
+    let want = if enabled() { DType::F16 } else { DType::F32 };
+    assert_eq!(kv_cache_dtype(DType::F32, &Device::Cpu), want);
+    assert_eq!(kv_cache_dtype(DType::BF16, &Device::Cpu), DType::BF16);
+    assert_eq!(kv_cache_dtype(DType::F16, &Device::Cpu), DType::F16);
 }
 
 #[test]

@@ -18,13 +18,15 @@
 //!   head reads its key/value head in place, from the KV cache's own buffer
 //!   (no `repeat_kv` copy, no transposed copy): the heads of one group are
 //!   stacked as rows of one matmul. Decoding (up to `DIRECT_MAX_ROWS` query
-//!   rows) skips the matmuls: each query head's scores are taken eight key
-//!   positions at a time and its weighted sum of value rows is held in
-//!   registers, from the cache's buffer in place. This replaces mistral.rs's
-//!   scalar per-position loop, whose cost grows with the context (at 1k
-//!   cached tokens it took most of each token), and a gemm whose packing of
-//!   the whole key/value head and padding of a few rows to its tile cost
-//!   more than the products.
+//!   rows) skips the matmuls: the query heads of a group go through each
+//!   block of key and value rows together while it is in L1, the scores
+//!   eight key positions at a time, the weighted sums held in registers,
+//!   from the cache's buffer in place; a long context is split into key
+//!   ranges for the threads, merged by their softmax maxima and sums. This
+//!   replaces mistral.rs's scalar per-position loop, whose cost grows with
+//!   the context (at 1k cached tokens it took most of each token), and a
+//!   gemm whose packing of the whole key/value head and padding of a few
+//!   rows to its tile cost more than the products.
 //!
 //! Everything has a portable scalar path with the same structure. Setting
 //! `DOCENT_CPU_KERNELS=off` sends attention back to mistral.rs's own paths
@@ -55,7 +57,11 @@ pub fn enabled() -> bool {
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
     static HAS: OnceLock<bool> = OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    *HAS.get_or_init(|| {
+        is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+    })
 }
 
 /// `dst[i] = exp(src[i])`.
@@ -75,6 +81,19 @@ pub fn exp(src: &[f32], dst: &mut [f32]) {
 /// One row of attention probabilities: `softmax(src * scale + mask)`, into
 /// `dst`. A row whose every position is masked (`-inf`) gets zeros.
 pub fn softmax_masked_row(src: &[f32], mask: Option<&[f32]>, scale: f32, dst: &mut [f32]) {
+    softmax_row_stats(src, mask, scale, dst);
+}
+
+/// `softmax_masked_row`, returning the row's maximum (after scale and mask)
+/// and the sum of `exp(x - max)` it divided by, or `None` for a row whose
+/// every position is masked. Two softmaxes over parts of one row merge
+/// through these (`direct_attention` splits long contexts).
+fn softmax_row_stats(
+    src: &[f32],
+    mask: Option<&[f32]>,
+    scale: f32,
+    dst: &mut [f32],
+) -> Option<(f32, f32)> {
     assert_eq!(src.len(), dst.len(), "softmax: lengths differ");
     if let Some(m) = mask {
         assert_eq!(m.len(), src.len(), "softmax: mask length differs");
@@ -82,8 +101,7 @@ pub fn softmax_masked_row(src: &[f32], mask: Option<&[f32]>, scale: f32, dst: &m
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU has AVX2 and FMA (checked above); lengths are equal.
-        unsafe { x86::softmax_masked_row(src, mask, scale, dst) };
-        return;
+        return unsafe { x86::softmax_masked_row(src, mask, scale, dst) };
     }
     let mut max = f32::NEG_INFINITY;
     for (i, (d, &s)) in dst.iter_mut().zip(src).enumerate() {
@@ -92,7 +110,7 @@ pub fn softmax_masked_row(src: &[f32], mask: Option<&[f32]>, scale: f32, dst: &m
     }
     if max == f32::NEG_INFINITY {
         dst.fill(0.0);
-        return;
+        return None;
     }
     let mut sum = 0f32;
     for d in dst.iter_mut() {
@@ -103,6 +121,7 @@ pub fn softmax_masked_row(src: &[f32], mask: Option<&[f32]>, scale: f32, dst: &m
     for d in dst.iter_mut() {
         *d *= inv;
     }
+    Some((max, sum))
 }
 
 /// `out[i] = silu(gate[i]) * up[i]`, with `silu(g) = g / (1 + exp(-g))`.
@@ -160,9 +179,10 @@ pub fn cpu_attention(
     let (b, heads, seq, head_dim) = q.dims4()?;
     let (kb, kv_heads, kv_len, k_dim) = k.dims4()?;
     let v_dims = v.dims4()?;
+    let kv_dtype = k.dtype();
     if q.dtype() != DType::F32
-        || k.dtype() != DType::F32
-        || v.dtype() != DType::F32
+        || !matches!(kv_dtype, DType::F32 | DType::F16)
+        || v.dtype() != kv_dtype
         || !q.device().is_cpu()
         || kb != b
         || k_dim != head_dim
@@ -193,11 +213,20 @@ pub fn cpu_attention(
         }
     };
     let q = q.contiguous()?;
-    let k = matmul_operand(k)?;
-    let v = matmul_operand(v)?;
     if seq <= DIRECT_MAX_ROWS {
-        return direct_attention(&q, &k, &v, mask, scale, n_kv_groups);
+        let (k, v) = (matmul_operand(k)?, matmul_operand(v)?);
+        return match kv_dtype {
+            DType::F16 => direct_attention::<half::f16>(&q, &k, &v, mask, scale, n_kv_groups),
+            _ => direct_attention::<f32>(&q, &k, &v, mask, scale, n_kv_groups),
+        };
     }
+    // A prompt's matmuls take f32: an f16 cache (`kv_cache_dtype`) is
+    // widened once per call.
+    let (k, v) = if kv_dtype == DType::F32 {
+        (matmul_operand(k)?, matmul_operand(v)?)
+    } else {
+        (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?)
+    };
 
     let mut blocks = Vec::with_capacity(seq.div_ceil(QUERY_BLOCK));
     let mut start = 0;
@@ -271,11 +300,36 @@ const DIRECT_MAX_ROWS: usize = 4;
 /// dispatch costs more than it saves.
 const DIRECT_PARALLEL_MIN: usize = 1 << 16;
 
-/// `cpu_attention` for a few query rows: per query row, the dot products
-/// with every open key position, the masked softmax, and the weighted sum
-/// of the value rows, all read in place. `k` and `v` have rows of
-/// `head_dim` contiguous values (`matmul_operand`); `q` is contiguous.
-fn direct_attention(
+/// A parallel call splits each key/value head's positions into ranges of
+/// at least this many, so that there are about two tasks per thread even
+/// when there are fewer key/value heads than threads (SmolLM2 has 3).
+const DIRECT_SPLIT_MIN: usize = 256;
+
+/// Floats of key (or value) rows that the query rows of a group go through
+/// together, while they sit in L1 (16 KB).
+const DIRECT_L1_FLOATS: usize = 4096;
+
+/// One task's share of `direct_attention`: the query rows of one key/value
+/// head's group over one range of key positions. `out` holds each row's
+/// weighted sum normalized over the range, `stats` its softmax's maximum
+/// and sum (`None`: every position in the range is masked).
+struct Partial {
+    out: Vec<f32>,
+    stats: Vec<Option<(f32, f32)>>,
+}
+
+/// `cpu_attention` for a few query rows, without matmuls, everything read
+/// in place: `k` and `v` have rows of `head_dim` contiguous values
+/// (`matmul_operand`); `q` is contiguous.
+///
+/// The work goes by key/value head: the `n_kv_groups` query heads that
+/// share one (times the `seq` rows) take their dot products with a block of
+/// key rows in turn while the block is in L1, and their weighted sums with
+/// a block of value rows likewise, so the cache is read once per group
+/// instead of once per query head. A parallel call also splits the key
+/// positions into ranges; each range's softmax is normalized on its own and
+/// the ranges are merged by their maxima and sums, as flash-decoding does.
+fn direct_attention<T: KvElem>(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -284,6 +338,7 @@ fn direct_attention(
     n_kv_groups: usize,
 ) -> Result<Option<Tensor>> {
     let (b, heads, seq, d) = q.dims4()?;
+    let kv_heads = heads / n_kv_groups;
     let kv_len = k.dim(2)?;
     let (q_guard, q_layout) = q.storage_and_layout();
     let (k_guard, k_layout) = k.storage_and_layout();
@@ -296,111 +351,257 @@ fn direct_attention(
     let q_all = &q_cpu.as_slice::<f32>()?[q_layout.start_offset()..];
     let q_all = &q_all[..b * heads * seq * d];
     // Element (bi, h, j, x) of k is at start + bi * s0 + h * s1 + j * d + x.
-    fn head_rows<'a>(
-        data: &'a [f32],
+    fn head_rows<'a, T>(
+        data: &'a [T],
         layout: &candle_core::Layout,
         (bi, h): (usize, usize),
         len: usize,
-    ) -> Option<&'a [f32]> {
+    ) -> Option<&'a [T]> {
         let s = layout.stride();
         let first = layout.start_offset() + bi * s[0] + h * s[1];
         data.get(first..first + len)
     }
-    let k_all = k_cpu.as_slice::<f32>()?;
-    let v_all = v_cpu.as_slice::<f32>()?;
+    let k_all = k_cpu.as_slice::<T>()?;
+    let v_all = v_cpu.as_slice::<T>()?;
     if k_layout.stride()[2] != d || v_layout.stride()[2] != d {
         return Ok(None);
     }
-    // Every (batch, query head) pair's key and value rows, checked once.
-    let mut kv = Vec::with_capacity(b * heads);
+    // Every (batch, key/value head) pair's key and value rows, checked once.
+    let mut kv = Vec::with_capacity(b * kv_heads);
     for bi in 0..b {
-        for h in 0..heads {
-            let kvh = h / n_kv_groups;
+        for h in 0..kv_heads {
             match (
-                head_rows(k_all, k_layout, (bi, kvh), kv_len * d),
-                head_rows(v_all, v_layout, (bi, kvh), kv_len * d),
+                head_rows(k_all, k_layout, (bi, h), kv_len * d),
+                head_rows(v_all, v_layout, (bi, h), kv_len * d),
             ) {
                 (Some(kr), Some(vr)) => kv.push((kr, vr)),
                 _ => return Ok(None),
             }
         }
     }
+    // Per query row: the key positions up to its last open one (the mask
+    // is the same for every head).
+    let open: Vec<usize> = (0..seq)
+        .map(|r| match mask {
+            Some(m) => m[r * kv_len..(r + 1) * kv_len]
+                .iter()
+                .rposition(|&x| x != f32::NEG_INFINITY)
+                .map_or(0, |p| p + 1),
+            None => kv_len,
+        })
+        .collect();
+    let reach = open.iter().copied().max().unwrap_or(0);
 
-    let mut out = vec![0f32; b * heads * seq * d];
-    // One task per (batch, query head): its `seq` rows.
-    let task = |i: usize, dst: &mut [f32]| {
-        let (kr, vr) = kv[i];
-        let mut scores = vec![0f32; kv_len];
-        let mut probs = vec![0f32; kv_len];
-        for r in 0..seq {
-            let qr = &q_all[(i * seq + r) * d..(i * seq + r + 1) * d];
-            let m = mask.map(|m| &m[r * kv_len..(r + 1) * kv_len]);
-            let open = match m {
-                Some(m) => m
-                    .iter()
-                    .rposition(|&x| x != f32::NEG_INFINITY)
-                    .map_or(0, |p| p + 1),
-                None => kv_len,
-            };
-            let o = &mut dst[r * d..(r + 1) * d];
-            if open == 0 {
-                // Every position masked: zeros, as the softmax gives.
-                continue;
-            }
-            row_scores(qr, &kr[..open * d], &mut scores[..open]);
-            softmax_masked_row(
-                &scores[..open],
-                m.map(|m| &m[..open]),
-                scale,
-                &mut probs[..open],
-            );
-            weighted_rows(&probs[..open], &vr[..open * d], o);
-        }
-    };
-    if b * heads * seq * kv_len * d >= DIRECT_PARALLEL_MIN {
-        out.par_chunks_mut(seq * d)
-            .enumerate()
-            .for_each(|(i, dst)| task(i, dst));
+    // Rows of a group: row `gi * seq + r` is query head `kvh * groups + gi`,
+    // query row `r`.
+    let rows = n_kv_groups * seq;
+    let parallel = b * heads * seq * kv_len * d >= DIRECT_PARALLEL_MIN;
+    let splits = if parallel {
+        let want = (2 * rayon::current_num_threads()).div_ceil(b * kv_heads);
+        want.min(reach / DIRECT_SPLIT_MIN).max(1)
     } else {
-        for (i, dst) in out.chunks_mut(seq * d).enumerate() {
-            task(i, dst);
+        1
+    };
+    let span = reach.div_ceil(splits).max(1);
+    let splits = reach.div_ceil(span).max(1);
+    let block = (DIRECT_L1_FLOATS / d).max(8) / 8 * 8;
+    let q_row = |g: usize, row: usize| {
+        let (bi, kvh) = (g / kv_heads, g % kv_heads);
+        let h = kvh * n_kv_groups + row / seq;
+        let at = ((bi * heads + h) * seq + row % seq) * d;
+        &q_all[at..at + d]
+    };
+    let task = |t: usize| -> Partial {
+        let (g, s) = (t / splits, t % splits);
+        let (kr, vr) = kv[g];
+        let k0 = (s * span).min(reach);
+        let n = span.min(reach - k0);
+        // Per row: how many of this range's positions it may see.
+        let ends: Vec<usize> = (0..rows)
+            .map(|row| open[row % seq].saturating_sub(k0).min(n))
+            .collect();
+        let mut scores = vec![0f32; rows * n];
+        let mut probs = vec![0f32; rows * n];
+        let mut out = vec![0f32; rows * d];
+        let mut j = 0;
+        while j < n {
+            let next = (j + block).min(n);
+            for (row, &end) in ends.iter().enumerate() {
+                let hi = next.min(end);
+                if hi > j {
+                    row_scores(
+                        q_row(g, row),
+                        &kr[(k0 + j) * d..(k0 + hi) * d],
+                        &mut scores[row * n + j..row * n + hi],
+                    );
+                }
+            }
+            j = next;
+        }
+        let stats: Vec<Option<(f32, f32)>> = ends
+            .iter()
+            .enumerate()
+            .map(|(row, &end)| {
+                if end == 0 {
+                    return None;
+                }
+                let r = row % seq;
+                let m = mask.map(|m| &m[r * kv_len + k0..r * kv_len + k0 + end]);
+                softmax_row_stats(
+                    &scores[row * n..row * n + end],
+                    m,
+                    scale,
+                    &mut probs[row * n..row * n + end],
+                )
+            })
+            .collect();
+        let mut j = 0;
+        while j < n {
+            let next = (j + block).min(n);
+            for (row, &end) in ends.iter().enumerate() {
+                let hi = next.min(end);
+                if hi > j && stats[row].is_some() {
+                    weighted_rows(
+                        &probs[row * n + j..row * n + hi],
+                        &vr[(k0 + j) * d..(k0 + hi) * d],
+                        &mut out[row * d..(row + 1) * d],
+                    );
+                }
+            }
+            j = next;
+        }
+        Partial { out, stats }
+    };
+    let tasks = b * kv_heads * splits;
+    let parts: Vec<Partial> = if parallel && tasks > 1 {
+        (0..tasks).into_par_iter().map(task).collect()
+    } else {
+        (0..tasks).map(task).collect()
+    };
+    drop((q_guard, k_guard, v_guard));
+
+    // Merge each row's ranges: weights sum * exp(max - overall max). A row
+    // with no open position keeps zeros, as the softmax gives.
+    let mut out = vec![0f32; b * heads * seq * d];
+    for (g, group) in parts.chunks_exact(splits).enumerate() {
+        let (bi, kvh) = (g / kv_heads, g % kv_heads);
+        for row in 0..rows {
+            let h = kvh * n_kv_groups + row / seq;
+            let at = ((bi * heads + h) * seq + row % seq) * d;
+            let dst = &mut out[at..at + d];
+            let open_parts: Vec<(&Partial, (f32, f32))> = group
+                .iter()
+                .filter_map(|p| p.stats[row].map(|st| (p, st)))
+                .collect();
+            match open_parts.as_slice() {
+                [] => {}
+                [(p, _)] => dst.copy_from_slice(&p.out[row * d..(row + 1) * d]),
+                many => {
+                    let top = many
+                        .iter()
+                        .map(|(_, (m, _))| *m)
+                        .fold(f32::NEG_INFINITY, f32::max);
+                    let mut total = 0f32;
+                    for (p, (m, sum)) in many {
+                        let w = sum * (m - top).exp();
+                        total += w;
+                        for (o, &x) in dst.iter_mut().zip(&p.out[row * d..(row + 1) * d]) {
+                            *o += w * x;
+                        }
+                    }
+                    let inv = 1.0 / total;
+                    for o in dst.iter_mut() {
+                        *o *= inv;
+                    }
+                }
+            }
         }
     }
-    drop((q_guard, k_guard, v_guard));
     Ok(Some(Tensor::from_vec(out, (b, heads, seq, d), q.device())?))
+}
+
+/// What the KV cache may hold on the CPU: f32, or f16 (`kv_cache_dtype`),
+/// read as f32 (eight lanes at a time through F16C).
+pub trait KvElem: candle_core::WithDType + Copy + Send + Sync {
+    fn f32(self) -> f32;
+    /// Eight values from `p` as f32 lanes.
+    ///
+    /// # Safety
+    /// Eight values must be readable at `p`; the CPU must have AVX2 and F16C.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const f32) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+}
+
+impl KvElem for half::f16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const half::f16) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+}
+
+/// The dtype docent keeps the KV cache in, for a model computing in
+/// `dtype` on `device`: f16 on the CPU when the model computes in f32 and
+/// these kernels are on (half the bytes each decoded token reads, as
+/// llama.cpp's default cache; the values are widened to f32 as they are
+/// read), otherwise `dtype` unchanged.
+pub fn kv_cache_dtype(dtype: DType, device: &candle_core::Device) -> DType {
+    if dtype == DType::F32 && device.is_cpu() && enabled() {
+        DType::F16
+    } else {
+        dtype
+    }
 }
 
 /// `out[j] = q . k_j` for the rows `k_j` of `k` (`q.len()` values each,
 /// `out.len()` rows).
-fn row_scores(q: &[f32], k: &[f32], out: &mut [f32]) {
+fn row_scores<T: KvElem>(q: &[f32], k: &[T], out: &mut [f32]) {
     let d = q.len();
     assert_eq!(k.len(), out.len() * d, "row_scores: shapes differ");
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above); shapes checked.
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked above); shapes
+        // checked.
         unsafe { x86::row_scores(q, k, out) };
         return;
     }
     for (o, kr) in out.iter_mut().zip(k.chunks_exact(d)) {
-        *o = q.iter().zip(kr).map(|(a, b)| a * b).sum();
+        *o = q.iter().zip(kr).map(|(a, b)| a * b.f32()).sum();
     }
 }
 
-/// `out = sum_j p[j] * v_j` over the rows `v_j` of `v` (`out.len()` values
+/// `out += sum_j p[j] * v_j` over the rows `v_j` of `v` (`out.len()` values
 /// each, `p.len()` rows).
-fn weighted_rows(p: &[f32], v: &[f32], out: &mut [f32]) {
+fn weighted_rows<T: KvElem>(p: &[f32], v: &[T], out: &mut [f32]) {
     let d = out.len();
     assert_eq!(v.len(), p.len() * d, "weighted_rows: shapes differ");
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        // SAFETY: the CPU has AVX2 and FMA (checked above); shapes checked.
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked above); shapes
+        // checked.
         unsafe { x86::weighted_rows(p, v, out) };
         return;
     }
-    out.fill(0.0);
     for (&pj, vr) in p.iter().zip(v.chunks_exact(d)) {
         for (o, &x) in out.iter_mut().zip(vr) {
-            *o += pj * x;
+            *o += pj * x.f32();
         }
     }
 }
@@ -433,7 +634,7 @@ mod x86 {
     /// below ln(2^-126) give 0 (this includes `-inf`), inputs above
     /// 88.376 (where 2^n would pass 2^127) give `inf`.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn exp8(x: __m256) -> __m256 {
         let lo = _mm256_set1_ps(-87.336_55);
         let hi = _mm256_set1_ps(88.376_26);
@@ -460,7 +661,7 @@ mod x86 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn hmax(v: __m256) -> f32 {
         let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
@@ -469,7 +670,7 @@ mod x86 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn hsum(v: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -479,7 +680,7 @@ mod x86 {
 
     /// Lanes `0..n` of a partial block: loaded, or `fill` past `n`.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load_partial(src: &[f32], fill: f32) -> __m256 {
         let mut buf = [fill; 8];
         buf[..src.len()].copy_from_slice(src);
@@ -487,7 +688,7 @@ mod x86 {
     }
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn store_partial(dst: &mut [f32], v: __m256) {
         let mut buf = [0f32; 8];
         _mm256_storeu_ps(buf.as_mut_ptr(), v);
@@ -495,7 +696,7 @@ mod x86 {
         dst.copy_from_slice(&buf[..n]);
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn exp_slice(src: &[f32], dst: &mut [f32]) {
         let mut s = src.chunks_exact(8);
         let mut d = dst.chunks_exact_mut(8);
@@ -508,13 +709,13 @@ mod x86 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn softmax_masked_row(
         src: &[f32],
         mask: Option<&[f32]>,
         scale: f32,
         dst: &mut [f32],
-    ) {
+    ) -> Option<(f32, f32)> {
         let n = src.len();
         let full = n - n % 8;
         let vscale = _mm256_set1_ps(scale);
@@ -538,7 +739,7 @@ mod x86 {
         }
         if max == f32::NEG_INFINITY {
             dst.fill(0.0);
-            return;
+            return None;
         }
         // Pass 2: exp(x - max) and the sum.
         let vmax = _mm256_set1_ps(max);
@@ -561,7 +762,8 @@ mod x86 {
             vsum = _mm256_add_ps(vsum, e);
         }
         // Pass 3: normalize.
-        let inv = 1.0 / hsum(vsum);
+        let sum = hsum(vsum);
+        let inv = 1.0 / sum;
         let vinv = _mm256_set1_ps(inv);
         let mut i = 0;
         while i < full {
@@ -572,12 +774,13 @@ mod x86 {
         for d in &mut dst[full..] {
             *d *= inv;
         }
+        Some((max, sum))
     }
 
     /// Eight lanes summed into one: lane `u` of the result is the sum of
     /// the lanes of `a[u]`.
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn reduce8(a: [__m256; 8]) -> __m256 {
         let t0 = _mm256_hadd_ps(a[0], a[1]);
         let t1 = _mm256_hadd_ps(a[2], a[3]);
@@ -594,8 +797,8 @@ mod x86 {
     /// `out[j] = q . k_j`: eight key rows at a time, each with an
     /// accumulator of its own, summed across lanes together (`reduce8`).
     /// `k.len() == out.len() * q.len()`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn row_scores(q: &[f32], k: &[f32], out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn row_scores<T: super::KvElem>(q: &[f32], k: &[T], out: &mut [f32]) {
         let d = q.len();
         let n = out.len();
         let dv = d - d % 8;
@@ -607,7 +810,7 @@ mod x86 {
             while x < dv {
                 let qv = _mm256_loadu_ps(pq.add(x));
                 for (u, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(qv, _mm256_loadu_ps(pk.add((j + u) * d + x)), *a);
+                    *a = _mm256_fmadd_ps(qv, T::load8(pk.add((j + u) * d + x)), *a);
                 }
                 x += 8;
             }
@@ -615,7 +818,7 @@ mod x86 {
             _mm256_storeu_ps(sums.as_mut_ptr(), reduce8(acc));
             for (u, s) in sums.iter_mut().enumerate() {
                 for x in dv..d {
-                    *s += q[x] * k[(j + u) * d + x];
+                    *s += q[x] * k[(j + u) * d + x].f32();
                 }
             }
             out[j..j + 8].copy_from_slice(&sums);
@@ -625,32 +828,35 @@ mod x86 {
             let mut acc = _mm256_setzero_ps();
             let mut x = 0;
             while x < dv {
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(x)), _mm256_loadu_ps(pk.add(jj * d + x)), acc);
+                acc = _mm256_fmadd_ps(_mm256_loadu_ps(pq.add(x)), T::load8(pk.add(jj * d + x)), acc);
                 x += 8;
             }
             let mut s = hsum(acc);
             for x in dv..d {
-                s += q[x] * k[jj * d + x];
+                s += q[x] * k[jj * d + x].f32();
             }
             *o = s;
         }
     }
 
-    /// `out = sum_j p[j] * v_j`: 64 columns at a time held in registers
+    /// `out += sum_j p[j] * v_j`: 64 columns at a time held in registers
     /// across all rows, then 8 at a time, then the last few.
     /// `v.len() == p.len() * out.len()`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weighted_rows(p: &[f32], v: &[f32], out: &mut [f32]) {
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn weighted_rows<T: super::KvElem>(p: &[f32], v: &[T], out: &mut [f32]) {
         let d = out.len();
         let pv = v.as_ptr();
         let mut c = 0;
         while c + 64 <= d {
             let mut acc = [_mm256_setzero_ps(); 8];
+            for (u, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_loadu_ps(out.as_ptr().add(c + 8 * u));
+            }
             for (j, &pj) in p.iter().enumerate() {
                 let w = _mm256_set1_ps(pj);
                 let row = pv.add(j * d + c);
                 for (u, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(row.add(8 * u)), *a);
+                    *a = _mm256_fmadd_ps(w, T::load8(row.add(8 * u)), *a);
                 }
             }
             for (u, a) in acc.iter().enumerate() {
@@ -659,27 +865,31 @@ mod x86 {
             c += 64;
         }
         while c + 8 <= d {
-            let mut acc = _mm256_setzero_ps();
+            let mut acc = _mm256_loadu_ps(out.as_ptr().add(c));
             for (j, &pj) in p.iter().enumerate() {
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(pj), _mm256_loadu_ps(pv.add(j * d + c)), acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(pj), T::load8(pv.add(j * d + c)), acc);
             }
             _mm256_storeu_ps(out.as_mut_ptr().add(c), acc);
             c += 8;
         }
         for x in c..d {
-            out[x] = p.iter().enumerate().map(|(j, &pj)| pj * v[j * d + x]).sum();
+            out[x] += p
+                .iter()
+                .enumerate()
+                .map(|(j, &pj)| pj * v[j * d + x].f32())
+                .sum::<f32>();
         }
     }
 
     #[inline]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn silu_mul8(g: __m256, u: __m256) -> __m256 {
         let neg_g = _mm256_sub_ps(_mm256_setzero_ps(), g);
         let denom = _mm256_add_ps(_mm256_set1_ps(1.0), exp8(neg_g));
         _mm256_mul_ps(_mm256_div_ps(g, denom), u)
     }
 
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
         let mut g = gate.chunks_exact(8);
         let mut u = up.chunks_exact(8);

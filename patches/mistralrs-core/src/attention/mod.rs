@@ -140,6 +140,15 @@ impl Sdpa {
                 return Ok(y);
             }
         }
+        // docent patch: a cache kept in another dtype than q
+        // (`docent_kernels::kv_cache_dtype`) is widened for the paths below.
+        let widened;
+        let (k, v) = if k.dtype() != q.dtype() {
+            widened = (k.to_dtype(q.dtype())?, v.to_dtype(q.dtype())?);
+            (&widened.0, &widened.1)
+        } else {
+            (k, v)
+        };
 
         // docent patch: on CPU the fused loop below is kept for decoding (one
         // query row) where `cpu_attention` declines (bf16/f16, softcapping,

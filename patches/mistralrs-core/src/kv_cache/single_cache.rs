@@ -74,6 +74,25 @@ impl SingleCache {
 
     pub fn append(&mut self, src: &Tensor) -> Result<()> {
         let seq_len = src.dim(self.dim)?;
+        // docent patch: a buffer preallocated in the activation dtype (when
+        // the request was added) that holds nothing yet takes the dtype the
+        // model appends in (on the CPU, f16: `docent_kernels::kv_cache_dtype`);
+        // a buffer that holds data keeps its dtype and `src` is converted.
+        let converted;
+        let src = match self.all_data.as_ref().map(|ad| ad.dtype()) {
+            Some(dtype) if dtype != src.dtype() && self.current_seq_len == 0 => {
+                let shape = self.all_data.as_ref().map(|ad| ad.shape().clone());
+                if let Some(shape) = shape {
+                    self.all_data = Some(Tensor::zeros(shape, src.dtype(), src.device())?);
+                }
+                src
+            }
+            Some(dtype) if dtype != src.dtype() => {
+                converted = src.to_dtype(dtype)?;
+                &converted
+            }
+            _ => src,
+        };
         // This doesn't seem very idiomatic but because the creation can fail, it's tricky to use
         // self.all_data.get_or_insert_with.
         if self.all_data.is_none() {

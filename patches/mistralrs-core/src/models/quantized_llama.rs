@@ -371,6 +371,11 @@ impl LayerWeights {
                 )?
             }
             None => {
+                // docent patch: the cache holds f16 on the CPU (half the
+                // bytes each decoded token reads; `cpu_attention` widens
+                // them as it reads).
+                let kv_dtype = crate::docent_kernels::kv_cache_dtype(k.dtype(), k.device());
+                let (k, v) = (k.to_dtype(kv_dtype)?, v.to_dtype(kv_dtype)?);
                 let (k, v) = kv_cache.append(&k, &v)?;
 
                 Sdpa.run_attention(&q, &k, &v, mask, None, &self.sdpa_params)?
