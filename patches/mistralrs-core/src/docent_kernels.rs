@@ -27,6 +27,8 @@
 //!   the context (at 1k cached tokens it took most of each token), and a
 //!   gemm whose packing of the whole key/value head and padding of a few
 //!   rows to its tile cost more than the products.
+//! - `kv_cache_dtype`: the KV cache in f16 on the CPU (half the bytes a
+//!   decoded token reads from it); `cpu_attention` widens it as it reads.
 //!
 //! Everything has a portable scalar path with the same structure. Setting
 //! `DOCENT_CPU_KERNELS=off` sends attention back to mistral.rs's own paths
