@@ -21,6 +21,14 @@ fn noise(seed: u64, n: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `noise(seed, ..)` shaped as `dims`, times `amp`, on the CPU.
+fn noise_tensor(seed: u64, dims: (usize, usize, usize, usize), amp: f64) -> Tensor {
+    let (b, h, n, d) = dims;
+    Tensor::from_vec(noise(seed, b * h * n * d), dims, &Device::Cpu)
+        .and_then(|t| t * amp)
+        .expect("tensor")
+}
+
 #[test]
 fn exp_is_within_a_few_ulp_of_f64_and_zero_below_the_normal_range() {
     // Every 1/64 from -87 to 88.3, an odd count for the partial block.
@@ -206,11 +214,7 @@ fn cpu_attention_matches_mistralrs_formula() {
     ];
     for (b, seq, past, masked) in cases {
         let kv_len = past + seq;
-        let t = |seed: u64, h: usize, n: usize| {
-            Tensor::from_vec(noise(seed, b * h * n * d), (b, h, n, d), &dev)
-                .and_then(|t| t * 3.0)
-                .expect("tensor")
-        };
+        let t = |seed: u64, h: usize, n: usize| noise_tensor(seed, (b, h, n, d), 3.0);
         let q = t(1, heads, seq);
         // Keys and values as the KV cache hands them over: the first kv_len
         // positions of a larger buffer, read in place.
@@ -233,11 +237,7 @@ fn cpu_attention_for_decoding_handles_any_head_size_and_context() {
     for d in [3, 8, 20, 64, 80, 136] {
         for (seq, past) in [(1, 0), (1, 7), (1, 16), (2, 9), (4, 21), (3, 130)] {
             let kv_len = past + seq;
-            let t = |seed: u64, h: usize, n: usize| {
-                Tensor::from_vec(noise(seed, h * n * d), (1, h, n, d), &dev)
-                    .and_then(|t| t * 2.0)
-                    .expect("tensor")
-            };
+            let t = |seed: u64, h: usize, n: usize| noise_tensor(seed, (1, h, n, d), 2.0);
             let q = t(11, heads, seq);
             let k = t(12, kv_heads, kv_len + 3).narrow(2, 0, kv_len).expect("k view");
             let v = t(13, kv_heads, kv_len + 3).narrow(2, 0, kv_len).expect("v view");
@@ -262,11 +262,7 @@ fn cpu_attention_for_decoding_merges_key_ranges() {
     let (heads, kv_heads, d) = (9, 3, 64);
     let scale = 1.0 / (d as f64).sqrt();
     for kv_len in [40, 1500, 3001] {
-        let t = |seed: u64, h: usize, n: usize| {
-            Tensor::from_vec(noise(seed, h * n * d), (1, h, n, d), &dev)
-                .and_then(|t| t * 3.0)
-                .expect("tensor")
-        };
+        let t = |seed: u64, h: usize, n: usize| noise_tensor(seed, (1, h, n, d), 3.0);
         let q = t(21, heads, 4);
         let k = t(22, kv_heads, kv_len);
         let v = t(23, kv_heads, kv_len);
@@ -309,11 +305,7 @@ fn cpu_attention_reads_an_f16_cache() {
     let scale = 1.0 / (d as f64).sqrt();
     for (seq, past) in [(1, 0), (1, 37), (1, 1500), (3, 40), (4, 700), (300, 5)] {
         let kv_len = past + seq;
-        let t = |seed: u64, h: usize, n: usize| {
-            Tensor::from_vec(noise(seed, h * n * d), (1, h, n, d), &dev)
-                .and_then(|t| t * 3.0)
-                .expect("tensor")
-        };
+        let t = |seed: u64, h: usize, n: usize| noise_tensor(seed, (1, h, n, d), 3.0);
         let q = t(31, heads, seq);
         let half = |seed: u64| {
             t(seed, kv_heads, kv_len + 5)
