@@ -1,12 +1,14 @@
 //! The Q4_1 matmul kernels of the patched candle-core (patches/candle-core):
 //! a quantized matmul must match the same weights dequantized and multiplied
 //! in f32, for one row (decoding) and for many rows (reading a prompt, the
-//! four-rows-at-a-time path plus a remainder); and stacking weights row-wise
-//! by bytes, which the patched mistral.rs relies on to fuse projections.
+//! four-rows-at-a-time path plus a remainder, and on a CPU with AMX-INT8 the
+//! tile path for 16 rows and more); and stacking weights row-wise by bytes,
+//! which the patched mistral.rs relies on to fuse projections.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ8_1, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 
@@ -30,7 +32,7 @@ fn q4_1_matmul_matches_dequantized_f32() {
     let q = QTensor::quantize(&w, GgmlDType::Q4_1).expect("quantize");
     let w_deq = q.dequantize(&dev).expect("dequantize");
     let mm = QMatMul::from_qtensor(q).expect("qmatmul");
-    for m in [1, 3, 4, 7, 33] {
+    for m in [1, 3, 4, 7, 16, 33, 100] {
         let x = Tensor::randn(0f32, 1.0, (m, k), &dev).expect("input");
         let got = mm.forward(&x).expect("quantized matmul");
         let want = x.matmul(&w_deq.t().expect("t")).expect("f32 matmul");
@@ -38,6 +40,108 @@ fn q4_1_matmul_matches_dequantized_f32() {
         // Only the activations' Q8_1 rounding separates the two.
         let err = max_rel_err(&got, &want);
         assert!(err < 0.02, "m = {m}: max error {err} of the largest output");
+    }
+}
+
+/// The Q8_0 dot product (SmolLM2's output head) against the same weights
+/// dequantized, for one row and a few.
+#[test]
+fn q8_0_matmul_matches_dequantized_f32() {
+    let dev = Device::Cpu;
+    // 18 blocks: four groups of four and a remainder of two.
+    let (k, n) = (576, 100);
+    let w = Tensor::randn(0f32, 1.0, (n, k), &dev).expect("weights");
+    let q = QTensor::quantize(&w, GgmlDType::Q8_0).expect("quantize");
+    let w_deq = q.dequantize(&dev).expect("dequantize");
+    let mm = QMatMul::from_qtensor(q).expect("qmatmul");
+    for m in [1, 3] {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &dev).expect("input");
+        let got = mm.forward(&x).expect("quantized matmul");
+        let want = x.matmul(&w_deq.t().expect("t")).expect("f32 matmul");
+        let err = max_rel_err(&got, &want);
+        assert!(err < 0.01, "m = {m}: max error {err} of the largest output");
+    }
+}
+
+/// The matmul quantizes its activations to Q8_1 in SIMD; the blocks must be
+/// candle's own (`BlockQ8_1::from_float`) bit for bit, ties included (values
+/// half way between two steps round away from zero). One row goes through
+/// the same one-row kernel as `vec_dot`, so the outputs must be equal.
+#[test]
+fn activations_are_quantized_exactly_as_candle_does() {
+    let dev = Device::Cpu;
+    let (k, n) = (576, 40);
+    let kb = k / 32;
+    let w: Vec<f32> = Tensor::randn(0f32, 1.0, (n * k,), &dev)
+        .and_then(|t| t.to_vec1())
+        .expect("weights");
+    let mut w_blocks = vec![BlockQ4_1::zeros(); n * kb];
+    BlockQ4_1::from_float(&w, &mut w_blocks);
+    let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &dev).expect("w"), GgmlDType::Q4_1).expect("quantize");
+    let mm = QMatMul::from_qtensor(q).expect("qmatmul");
+    let random: Vec<f32> = Tensor::randn(0f32, 1.0, (k,), &dev)
+        .and_then(|t| t.to_vec1())
+        .expect("input");
+    // Block by block: an amax of 127 makes the scale exactly 1, so x.5
+    // values are ties; then zeros, tiny values and wide ranges.
+    let ties: Vec<f32> = (0..k)
+        .map(|i| match i % 32 {
+            0 => 127.0,
+            j => (j as f32 - 16.0) + 0.5,
+        })
+        .collect();
+    let mixed: Vec<f32> = (0..k)
+        .map(|i| match (i / 32) % 4 {
+            0 => 0.0,
+            1 => random[i] * 1e-30,
+            2 => random[i] * 1e4,
+            _ => random[i],
+        })
+        .collect();
+    for (name, x) in [("random", &random), ("ties", &ties), ("mixed", &mixed)] {
+        let mut y_blocks = vec![BlockQ8_1::zeros(); kb];
+        BlockQ8_1::from_float(x, &mut y_blocks);
+        let want: Vec<f32> = (0..n)
+            .map(|c| BlockQ4_1::vec_dot(k, &w_blocks[c * kb..(c + 1) * kb], &y_blocks))
+            .collect();
+        let xt = Tensor::from_vec(x.clone(), (1, k), &dev).expect("x");
+        let got = mm
+            .forward(&xt)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>());
+        assert_eq!(got.expect("matmul"), want, "{name}");
+    }
+}
+
+/// Many rows at once (the four-row kernel, or AMX tiles of 16 tokens x 16
+/// columns with a partial last tile of each) give, row for row, what each
+/// row gives alone (the one-row kernel that decoding uses): both quantize a
+/// row's activations the same way, so only the order of the float sums over
+/// blocks differs.
+#[test]
+fn many_rows_at_once_match_each_row_alone() {
+    let dev = Device::Cpu;
+    let kernel = candle_core::quantized::q4_1_prompt_kernel();
+    eprintln!("Q4_1 kernel for many rows on this CPU: {kernel}");
+    // 100 columns: six full tiles of 16 and one of 4. k = 576 and 1536:
+    // SmolLM2-135M's hidden and MLP sizes (18 and 48 blocks).
+    for (k, n) in [(576, 100), (1536, 37)] {
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev).expect("weights");
+        let mm = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4_1).expect("quantize")).expect("qmatmul");
+        for m in [16, 17, 31, 48, 133] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev).expect("input");
+            let all = mm.forward(&x).expect("all rows");
+            for r in 0..m {
+                let row = x.narrow(0, r, 1).expect("row");
+                let alone = mm.forward(&row).expect("one row");
+                let got = all.narrow(0, r, 1).expect("narrow");
+                let err = max_rel_err(&got, &alone);
+                assert!(
+                    err < 1e-5,
+                    "{kernel}, k = {k}, m = {m}, row {r}: max error {err} of the largest output"
+                );
+            }
+        }
     }
 }
 

@@ -2290,6 +2290,33 @@ pub fn matmul<T: GgmlType>(
     );
     let k_in_blocks = k.div_ceil(T::BLCK_SIZE);
 
+    // docent patch: Q4_1 weights go through a run-time-dispatched SIMD
+    // matmul (upstream: a scalar dot product per output), with the
+    // activations quantized to Q8_1 in SIMD (upstream: a scalar loop).
+    #[cfg(target_arch = "x86_64")]
+    if T::DTYPE == GgmlDType::Q4_1
+        && k.is_multiple_of(QK4_1)
+        && rhs_t.len() == n * k_in_blocks
+        && dst.len() >= m * n
+        && super::x86_rt::has_avx2_fma()
+    {
+        let zero = BlockQ8_1 {
+            d: f16::ZERO,
+            s: f16::ZERO,
+            qs: [0; QK8_1],
+        };
+        let mut lhs_q = vec![zero; m * k_in_blocks];
+        // SAFETY: DTYPE Q4_1 is only ever BlockQ4_1.
+        let rhs_q =
+            unsafe { std::slice::from_raw_parts(rhs_t.as_ptr() as *const BlockQ4_1, rhs_t.len()) };
+        // SAFETY: AVX2, FMA and F16C were detected; the sizes are checked inside.
+        unsafe {
+            super::x86_rt::quantize_q8_1(lhs, k, &mut lhs_q);
+            super::x86_rt::matmul_q4_1((m, k, n), &lhs_q, rhs_q, dst);
+        }
+        return Ok(());
+    }
+
     // TODO: Pre-allocate this.
     let mut lhs_b = vec![T::VecDotType::zeros(); m * k_in_blocks];
     // f32, f16, and bf16 support direct copy
@@ -2301,28 +2328,6 @@ pub fn matmul<T: GgmlType>(
             let lhs = &lhs[row_idx * k..(row_idx + 1) * k];
             T::VecDotType::from_float(lhs, lhs_b_mut)
         }
-    }
-
-    // docent patch: Q4_1 weights go through a run-time-dispatched SIMD
-    // matmul (upstream: a scalar dot product per output).
-    #[cfg(target_arch = "x86_64")]
-    if T::DTYPE == GgmlDType::Q4_1
-        && k.is_multiple_of(QK4_1)
-        && rhs_t.len() == n * k_in_blocks
-        && dst.len() >= m * n
-        && super::x86_rt::has_avx2_fma()
-    {
-        // SAFETY: DTYPE Q4_1 is only ever BlockQ4_1, whose VecDotType is
-        // BlockQ8_1, so these are the same slices under their own types.
-        let (lhs_q, rhs_q) = unsafe {
-            (
-                std::slice::from_raw_parts(lhs_b.as_ptr() as *const BlockQ8_1, lhs_b.len()),
-                std::slice::from_raw_parts(rhs_t.as_ptr() as *const BlockQ4_1, rhs_t.len()),
-            )
-        };
-        // SAFETY: AVX2, FMA and F16C were detected; the sizes are checked inside.
-        unsafe { super::x86_rt::matmul_q4_1((m, k, n), lhs_q, rhs_q, dst) };
-        return Ok(());
     }
 
     for row_idx in 0..m {

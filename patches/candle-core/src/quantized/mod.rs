@@ -10,6 +10,20 @@ pub mod avx;
 mod x86_rt;
 mod dummy_cuda;
 mod dummy_metal;
+
+/// docent patch: the CPU kernel that the Q4_1 matmul uses for 16 or more
+/// rows on this machine (chosen at run time): `"amx"`, `"avx512-vnni"`,
+/// `"avx2"` or `"scalar"`.
+pub fn q4_1_prompt_kernel() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        x86_rt::kernel_name()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "scalar"
+    }
+}
 pub mod ggml_file;
 pub mod gguf_file;
 pub mod imatrix_file;

@@ -15,7 +15,14 @@
 //! - with four or more rows (reading a prompt), each task owns a few weight
 //!   columns and walks the rows four at a time, so each weight block is
 //!   unpacked once for four rows and stays in L1; one parallel dispatch per
-//!   matmul instead of one per row.
+//!   matmul instead of one per row;
+//! - on a CPU with AMX-INT8 (Intel Xeon since Sapphire Rapids), 16 or more
+//!   rows go through [`matmul_q4_1_amx`]: tiles of 16 tokens x 16 weight
+//!   columns, one `tdpbsud` (signed activations x unsigned nibbles) per block
+//!   of 32, the block scales applied to the 16 x 16 sums in AVX-512. AMX
+//!   instructions are written as inline assembly (their intrinsics are not
+//!   stable Rust); Linux must grant the process the tile state first
+//!   (`arch_prctl`), and `DOCENT_AMX=off` turns the path off for A/B runs.
 
 use super::k_quants::{BlockQ4_1, BlockQ8_1};
 use core::arch::x86_64::*;
@@ -32,6 +39,21 @@ fn has_vnni() -> bool {
     is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
 }
 
+/// The kernel [`matmul_q4_1`] takes for many rows on this CPU.
+pub(crate) fn kernel_name() -> &'static str {
+    if !has_avx2_fma() {
+        "scalar"
+    } else if has_amx() {
+        "amx"
+    } else if has_vnni() {
+        "avx512-vnni"
+    } else {
+        "avx2"
+    }
+}
+
+/// From this many rows (tokens) on, a CPU with AMX-INT8 takes the tile path.
+const AMX_MIN_ROWS: usize = 16;
 /// Rows of the activations handled together.
 const ROWS: usize = 4;
 /// Weight columns per parallel task when reading a prompt.
@@ -67,6 +89,11 @@ pub(crate) unsafe fn matmul_q4_1(
     let kb = k / 32;
     assert!(k % 32 == 0 && lhs.len() == m * kb && rhs.len() == n * kb && dst.len() >= m * n);
     if m == 0 || n == 0 {
+        return;
+    }
+    if m >= AMX_MIN_ROWS && has_amx() {
+        // SAFETY: AMX-INT8 and AVX-512F detected, tile data granted; sizes checked.
+        unsafe { matmul_q4_1_amx((m, k, n), lhs, rhs, dst) };
         return;
     }
     let vnni = has_vnni();
@@ -150,6 +177,15 @@ unsafe fn nibbles(qs: &[u8; 16]) -> __m256i {
     _mm256_and_si256(_mm256_set1_epi8(0xF), bytes)
 }
 
+/// A Q4_1 block's scale and min as `[d, m, 0, 0]`: one 32-bit load and one
+/// vector conversion. (A scalar `f16::to_f32` compiles to `vpinsrw` into
+/// whatever register is free, often an accumulator, which chains every block
+/// to the previous block's sums.)
+#[inline(always)]
+unsafe fn dm(x: &BlockQ4_1) -> __m128 {
+    _mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(x as *const BlockQ4_1 as *const i32)))
+}
+
 #[inline(always)]
 unsafe fn load_qy(y: &BlockQ8_1) -> __m256i {
     _mm256_loadu_si256(y.qs.as_ptr() as *const __m256i)
@@ -191,10 +227,11 @@ macro_rules! kernels {
                 (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
             // High half: sum of mx * s_r per row (the low half is unused).
             let mut ms = _mm256_setzero_ps();
+            let spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
             for i in 0..n {
                 let xb = x.get_unchecked(i);
                 let qx = nibbles(&xb.qs);
-                let dm = _mm256_set_m128(_mm_set1_ps(xb.m.to_f32()), _mm_set1_ps(xb.d.to_f32()));
+                let dm = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(dm(xb)), spread);
                 // [dx*d0 .. dx*d3, mx*s0 .. mx*s3]
                 let s = _mm256_mul_ps(_mm256_loadu_ps(sc.get_unchecked(i).as_ptr()), dm);
                 ms = _mm256_add_ps(ms, s);
@@ -220,27 +257,26 @@ macro_rules! kernels {
         unsafe fn $row1(x: &[BlockQ4_1], y: &[BlockQ8_1], sc: &[[f32; 2]]) -> f32 {
             let n = x.len();
             assert!(sc.len() >= n && y.len() >= n);
-            // Two accumulators: consecutive blocks do not wait on each other.
-            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let mut summs = 0f32;
+            // Four chains, so consecutive blocks do not wait on each other;
+            // lane 0 of `p` is dx * dy, lane 1 mx * sy (summed in `ms`).
+            let mut acc = [_mm256_setzero_ps(); 4];
+            let mut ms = [_mm_setzero_ps(); 4];
             let mut i = 0;
-            while i + 1 < n {
-                let (x0, x1) = (x.get_unchecked(i), x.get_unchecked(i + 1));
-                let (s0, s1) = (sc.get_unchecked(i), sc.get_unchecked(i + 1));
-                summs += x0.m.to_f32() * s0[1] + x1.m.to_f32() * s1[1];
-                let p0 = $dot(nibbles(&x0.qs), load_qy(y.get_unchecked(i)));
-                let p1 = $dot(nibbles(&x1.qs), load_qy(y.get_unchecked(i + 1)));
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0.d.to_f32() * s0[0]), p0, a0);
-                a1 = _mm256_fmadd_ps(_mm256_set1_ps(x1.d.to_f32() * s1[0]), p1, a1);
-                i += 2;
+            while i < n {
+                let lanes = (n - i).min(4);
+                for j in 0..lanes {
+                    let xb = x.get_unchecked(i + j);
+                    let s = _mm_castpd_ps(_mm_load_sd(sc.as_ptr().add(i + j) as *const f64));
+                    let p = _mm_mul_ps(dm(xb), s);
+                    ms[j] = _mm_add_ps(ms[j], p);
+                    let d = $dot(nibbles(&xb.qs), load_qy(y.get_unchecked(i + j)));
+                    acc[j] = _mm256_fmadd_ps(_mm256_broadcastss_ps(p), d, acc[j]);
+                }
+                i += lanes;
             }
-            if i < n {
-                let (x0, s0) = (x.get_unchecked(i), sc.get_unchecked(i));
-                summs += x0.m.to_f32() * s0[1];
-                let p0 = $dot(nibbles(&x0.qs), load_qy(y.get_unchecked(i)));
-                a0 = _mm256_fmadd_ps(_mm256_set1_ps(x0.d.to_f32() * s0[0]), p0, a0);
-            }
-            hsum(_mm256_add_ps(a0, a1)) + summs
+            let a = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+            let m = _mm_add_ps(_mm_add_ps(ms[0], ms[1]), _mm_add_ps(ms[2], ms[3]));
+            hsum(a) + _mm_cvtss_f32(_mm_movehdup_ps(m))
         }
     };
 }
@@ -267,4 +303,316 @@ pub(crate) unsafe fn vec_dot_q4_1_q8_1(xs: &[BlockQ4_1], ys: &[BlockQ8_1]) -> f3
         sum += if vnni { row1_vnni(x, y, s) } else { row1_avx2(x, y, s) };
     }
     sum
+}
+
+/// `BlockQ8_1::from_float` for `m` rows of `k` values (the activations of a
+/// Q4_1 matmul): the same blocks, bit for bit (scale `amax / 127`, values
+/// rounded half away from zero, `s` as the f16 product candle computes), in
+/// AVX2 instead of a scalar loop with a `roundf` call per value, and rows in
+/// parallel when there are many.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and F16C ([`has_avx2_fma`]).
+pub(crate) unsafe fn quantize_q8_1(xs: &[f32], k: usize, ys: &mut [BlockQ8_1]) {
+    let kb = k / 32;
+    assert!(k % 32 == 0 && xs.len() == ys.len() * 32);
+    if kb == 0 {
+        return;
+    }
+    let rows = ys.len() / kb;
+    // SAFETY (both arms): features checked by the caller; each row of ys
+    // has kb blocks and its row of xs kb * 32 values.
+    if rows >= 2 * ROWS {
+        ys.par_chunks_mut(kb)
+            .zip(xs.par_chunks(k))
+            .with_min_len(8)
+            .for_each(|(y, x)| unsafe { quantize_row_q8_1(x, y) });
+    } else {
+        unsafe { quantize_row_q8_1(xs, ys) };
+    }
+}
+
+/// One or more rows (blocks are independent); see [`quantize_q8_1`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn quantize_row_q8_1(xs: &[f32], ys: &mut [BlockQ8_1]) {
+    assert!(xs.len() >= ys.len() * 32);
+    let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+    let sign = _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN));
+    // nextafter(0.5, 0): t + copysign(this, t), truncated, rounds half away
+    // from zero exactly as f32::round does.
+    let half = _mm256_set1_ps(0.499_999_97);
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (i, y) in ys.iter_mut().enumerate() {
+        let p = xs.as_ptr().add(i * 32);
+        let v = [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8)), _mm256_loadu_ps(p.add(16)), _mm256_loadu_ps(p.add(24))];
+        let m = _mm256_max_ps(
+            _mm256_max_ps(_mm256_and_ps(v[0], abs), _mm256_and_ps(v[1], abs)),
+            _mm256_max_ps(_mm256_and_ps(v[2], abs), _mm256_and_ps(v[3], abs)),
+        );
+        let m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        let m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        let amax = _mm_cvtss_f32(m4);
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        y.d = half::f16::from_f32(d);
+        let idv = _mm256_set1_ps(id);
+        let q = v.map(|v| {
+            let t = _mm256_mul_ps(v, idv);
+            let r = _mm256_add_ps(t, _mm256_or_ps(_mm256_and_ps(t, sign), half));
+            _mm256_cvttps_epi32(r)
+        });
+        let s = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s4 = _mm_add_epi32(_mm256_extracti128_si256(s, 1), _mm256_castsi256_si128(s));
+        let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+        let s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b10_11_00_01));
+        let sum = _mm_cvtsi128_si32(s4);
+        let b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256(y.qs.as_mut_ptr() as *mut __m256i, _mm256_permutevar8x32_epi32(b, order));
+        y.s = half::f16::from_f32(sum as f32) * y.d;
+    }
+}
+
+// ---------------------------------------------------------------- AMX ----
+
+/// AMX-INT8 is usable: the CPU has it and Linux granted this process the
+/// tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`).
+pub(crate) fn has_amx() -> bool {
+    static AMX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AMX.get_or_init(|| {
+        if std::env::var_os("DOCENT_AMX").is_some_and(|v| v == "off") {
+            return false;
+        }
+        let l7 = __cpuid_count(7, 0);
+        let cpu = (l7.edx >> 24) & 1 == 1 && (l7.edx >> 25) & 1 == 1; // AMX-TILE, AMX-INT8
+        cpu && is_x86_feature_detected!("avx512f") && request_tile_data()
+    })
+}
+
+#[cfg(target_os = "linux")]
+fn request_tile_data() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: a plain system call; it only changes this process's
+    // permitted xsave features. The kernel clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!("syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM, in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret == 0
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_data() -> bool {
+    false
+}
+
+/// The 64-byte operand of `ldtilecfg` (palette 1).
+#[repr(C, align(64))]
+struct TileCfg {
+    palette: u8,
+    start_row: u8,
+    reserved: [u8; 14],
+    colsb: [u16; 16],
+    rows: [u8; 16],
+}
+
+impl TileCfg {
+    /// Two sets of three tiles, so one block's tile work can run while the
+    /// previous block's sums are scaled: tmm0 and tmm3 = C (16 tokens x 16
+    /// columns, i32), tmm1 and tmm4 = A (16 tokens x 32 signed bytes),
+    /// tmm2 and tmm5 = B (8 rows of 16 columns x 4 unsigned bytes).
+    fn two_sets() -> Self {
+        let mut cfg = TileCfg { palette: 1, start_row: 0, reserved: [0; 14], colsb: [0; 16], rows: [0; 16] };
+        for base in [0, 3] {
+            (cfg.colsb[base], cfg.rows[base]) = (64, 16);
+            (cfg.colsb[base + 1], cfg.rows[base + 1]) = (32, 16);
+            (cfg.colsb[base + 2], cfg.rows[base + 2]) = (64, 8);
+        }
+        cfg
+    }
+}
+
+const TILE: usize = 16;
+
+/// One feature tile's weights for AMX, per block: B in the layout `tdpbsud`
+/// reads (row kk holds, for each of 16 features, elements 4kk..4kk+3 as
+/// unsigned nibble values), and the features' scales `d` and mins `m`.
+struct PreppedB {
+    b: Vec<[u8; 512]>,
+    d: Vec<[f32; TILE]>,
+    m: Vec<[f32; TILE]>,
+}
+
+fn prep_b(rhs: &[BlockQ4_1], kb: usize, c0: usize, n: usize, p: &mut PreppedB) {
+    const LOW: u128 = 0x0F0F_0F0F_0F0F_0F0F_0F0F_0F0F_0F0F_0F0F;
+    p.b.resize(kb, [0u8; 512]);
+    p.d.resize(kb, [0f32; TILE]);
+    p.m.resize(kb, [0f32; TILE]);
+    let cols = TILE.min(n - c0);
+    for blk in 0..kb {
+        let (bb, dd, mm) = (&mut p.b[blk], &mut p.d[blk], &mut p.m[blk]);
+        if cols < TILE {
+            bb.fill(0);
+            dd.fill(0.0);
+            mm.fill(0.0);
+        }
+        for f in 0..cols {
+            let x = &rhs[(c0 + f) * kb + blk];
+            dd[f] = x.d.to_f32();
+            mm[f] = x.m.to_f32();
+            // Elements 0..16 are the low nibbles, 16..32 the high ones;
+            // B's row kk holds elements 4kk..4kk+4 of each feature.
+            let q = u128::from_le_bytes(x.qs);
+            let halves = [q & LOW, (q >> 4) & LOW];
+            for (h, v) in halves.iter().enumerate() {
+                for w in 0..4 {
+                    let kk = h * 4 + w;
+                    let word = (*v >> (32 * w)) as u32;
+                    bb[kk * 64 + f * 4..kk * 64 + f * 4 + 4].copy_from_slice(&word.to_le_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// `matmul_q4_1` with AMX tiles: 16 tokens x 16 features per tile, one
+/// `tdpbsud` per block of 32, block scales applied in AVX-512.
+///
+/// # Safety
+/// [`has_amx`] returned true; the same size rules as [`matmul_q4_1`].
+pub(crate) unsafe fn matmul_q4_1_amx(
+    (m, k, n): (usize, usize, usize),
+    lhs: &[BlockQ8_1],
+    rhs: &[BlockQ4_1],
+    dst: &mut [f32],
+) {
+    let kb = k / 32;
+    assert!(k % 32 == 0 && lhs.len() == m * kb && rhs.len() == n * kb && dst.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if kb == 0 {
+        dst[..m * n].fill(0.0);
+        return;
+    }
+    // Token scales per block, f32: [d, s].
+    let ys: Vec<[f32; 2]> = lhs.iter().map(|y| [y.d.to_f32(), y.s.to_f32()]).collect();
+    // The last partial tile of tokens, padded with zero rows.
+    let full = m / TILE;
+    let tail_rows = m - full * TILE;
+    let mut tail = Vec::new();
+    let mut tail_ys = Vec::new();
+    if tail_rows > 0 {
+        tail = lhs[full * TILE * kb..].to_vec();
+        tail_ys = ys[full * TILE * kb..].to_vec();
+        let zero = BlockQ8_1 { d: half::f16::ZERO, s: half::f16::ZERO, qs: [0; 32] };
+        tail.resize(TILE * kb, zero);
+        tail_ys.resize(TILE * kb, [0.0, 0.0]);
+    }
+    let out = Dst(dst.as_mut_ptr());
+    let (out, ys, tail, tail_ys) = (&out, &ys, &tail, &tail_ys);
+    let ftiles = n.div_ceil(TILE);
+    (0..ftiles).into_par_iter().for_each_init(
+        || PreppedB { b: Vec::new(), d: Vec::new(), m: Vec::new() },
+        |p, ft| {
+            prep_b(rhs, kb, ft * TILE, n, p);
+            let cols = TILE.min(n - ft * TILE);
+            let cfg = TileCfg::two_sets();
+            // SAFETY: AMX is available and granted (caller); the config is
+            // valid. Tile state is per thread: each task configures its own.
+            unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) &cfg as *const TileCfg, options(nostack, readonly)) };
+            for tt in 0..full + usize::from(tail_rows > 0) {
+                let (a, s, rows) = if tt < full {
+                    (&lhs[tt * TILE * kb..(tt + 1) * TILE * kb], &ys[tt * TILE * kb..(tt + 1) * TILE * kb], TILE)
+                } else {
+                    (&tail[..], &tail_ys[..], tail_rows)
+                };
+                // SAFETY: as above; a and s hold 16 rows of kb blocks.
+                let acc = unsafe { amx_tile(a, s, kb, p) };
+                for r in 0..rows {
+                    let row = tt * TILE + r;
+                    for (c, v) in acc[r][..cols].iter().enumerate() {
+                        // SAFETY: row < m, column < n; feature tiles are disjoint.
+                        unsafe { out.write(row * n + ft * TILE + c, *v) };
+                    }
+                }
+            }
+            // SAFETY: releases this thread's tile state.
+            unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) };
+        },
+    );
+}
+
+/// One block of 16 tokens (`a`: their first row's 32 quantized values, rows
+/// `stride` bytes apart) against a column tile's block (`b`, 512 bytes),
+/// into `buf` (16 x 16 i32), on tile set `set` (0: tmm0-2, 1: tmm3-5).
+///
+/// # Safety
+/// Tiles configured by [`TileCfg::two_sets`]; `a`, `b` and `buf` valid for
+/// the rows read and written.
+#[inline(always)]
+unsafe fn amx_block(set: usize, a: *const u8, stride: usize, b: *const u8, buf: *mut [i32; TILE]) {
+    if set == 0 {
+        std::arch::asm!(
+            "tilezero tmm0",
+            "tileloadd tmm1, [{a} + {sa}*1]",
+            "tileloadd tmm2, [{b} + {sb}*1]",
+            "tdpbsud tmm0, tmm1, tmm2",
+            "tilestored [{c} + {sb}*1], tmm0",
+            a = in(reg) a, sa = in(reg) stride, b = in(reg) b, sb = in(reg) 64usize, c = in(reg) buf,
+            options(nostack));
+    } else {
+        std::arch::asm!(
+            "tilezero tmm3",
+            "tileloadd tmm4, [{a} + {sa}*1]",
+            "tileloadd tmm5, [{b} + {sb}*1]",
+            "tdpbsud tmm3, tmm4, tmm5",
+            "tilestored [{c} + {sb}*1], tmm3",
+            a = in(reg) a, sa = in(reg) stride, b = in(reg) b, sb = in(reg) 64usize, c = in(reg) buf,
+            options(nostack));
+    }
+}
+
+/// 16 tokens (`a`: 16 rows of kb Q8_1 blocks, `s`: their [d, s]) against the
+/// prepared feature tile; returns the 16 x 16 outputs:
+/// `sum_blocks(dx * dy * (qx . qy) + mx * sy)`, as in [`matmul_q4_1`].
+///
+/// # Safety
+/// AVX-512F, and tiles configured by [`TileCfg::two_sets`] on this thread.
+#[target_feature(enable = "avx512f")]
+unsafe fn amx_tile(a: &[BlockQ8_1], s: &[[f32; 2]], kb: usize, p: &PreppedB) -> [[f32; TILE]; TILE] {
+    assert!(a.len() >= TILE * kb && s.len() >= TILE * kb && p.b.len() >= kb);
+    let mut acc = [_mm512_setzero_ps(); TILE];
+    let mut buf = [[[0i32; TILE]; TILE]; 2];
+    const BLOCK: usize = std::mem::size_of::<BlockQ8_1>();
+    let stride = kb * BLOCK;
+    let base = (a.as_ptr() as *const u8).add(4); // qs after d and s
+    amx_block(0, base, stride, p.b[0].as_ptr(), buf[0].as_mut_ptr());
+    for blk in 0..kb {
+        // The next block's tile work first, on the other tile set.
+        if blk + 1 < kb {
+            let nb = blk + 1;
+            amx_block(nb & 1, base.add(nb * BLOCK), stride, p.b[nb].as_ptr(), buf[nb & 1].as_mut_ptr());
+        }
+        let buf = &buf[blk & 1];
+        let dx = _mm512_loadu_ps(p.d[blk].as_ptr());
+        let mx = _mm512_loadu_ps(p.m[blk].as_ptr());
+        for r in 0..TILE {
+            let ys = s.get_unchecked(r * kb + blk);
+            let c = _mm512_cvtepi32_ps(_mm512_loadu_si512(buf[r].as_ptr() as *const _));
+            let sc = _mm512_mul_ps(_mm512_set1_ps(ys[0]), dx);
+            acc[r] = _mm512_fmadd_ps(c, sc, acc[r]);
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ys[1]), mx, acc[r]);
+        }
+    }
+    let mut out = [[0f32; TILE]; TILE];
+    for r in 0..TILE {
+        _mm512_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+    }
+    out
 }
