@@ -246,6 +246,7 @@ async fn generate(
         "threads": cfg.compute_threads(),
         "prefix_cache_n": cfg.generation.prefix_cache_n,
         "max_num_seqs": cfg.generation.max_num_seqs,
+        "q4_1_prompt_kernel": docent_generate::mistral::q4_1_prompt_kernel(),
         "counted_prompt_tokens": counted,
         "prompts": prompts.len(),
         "system_prompt": system_prompt,

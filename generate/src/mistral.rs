@@ -15,6 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tracing::info;
 
+/// The kernel that quantized Q4_1 matmuls of 16 rows or more (reading a
+/// prompt) take on this CPU, chosen at run time by the patched candle:
+/// `"amx"`, `"avx512-vnni"`, `"avx2"` or `"scalar"`.
+pub fn q4_1_prompt_kernel() -> &'static str {
+    candle_core::quantized::q4_1_prompt_kernel()
+}
+
 /// Settings for the local model.
 #[derive(Debug, Clone)]
 pub struct MistralOptions {
@@ -137,6 +144,7 @@ impl MistralChat {
             model = file,
             context_window,
             elapsed_ms = started.elapsed().as_millis() as u64,
+            q4_1_prompt_kernel = q4_1_prompt_kernel(),
             "chat model loaded"
         );
         Ok(Self {

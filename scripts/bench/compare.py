@@ -423,6 +423,11 @@ def main():
         pre = f"rm -rf {shlex.quote(str(fresh[b]))} && " if b in fresh else ""
         if env.get("DOCENT__STORAGE__DATA_DIR"):
             pre += f"DOCENT__STORAGE__DATA_DIR={shlex.quote(env['DOCENT__STORAGE__DATA_DIR'])} "
+        if side == "docent":
+            # docent's kernel switches, when set, change what is measured.
+            for var in ("DOCENT_AMX", "DOCENT_CPU_KERNELS"):
+                if env.get(var):
+                    pre += f"{var}={shlex.quote(env[var])} "
         return pre + rel(cmd)
 
     if saved:
@@ -537,6 +542,7 @@ def main():
                 "llama.cpp engine-internal prompt tokens/s": med([x.get("engine_prompt_tps") for x in pr]),
                 "llama.cpp engine-internal decode tokens/s": med([x.get("engine_decode_tps") for x in pr]),
                 "docent load s": med([rep["load_s"] for rep in raw["generate"]["docent"]]),
+                "docent Q4_1 prompt kernel": sorted({rep.get("q4_1_prompt_kernel", "not reported") for rep in raw["generate"]["docent"]}),
                 "llama.cpp load s": med([rep["load_s"] for rep in raw["generate"]["peer"]]),
                 "docent sample": raw["generate"]["docent"][-1]["sample_text"][:200],
                 "llama.cpp sample": raw["generate"]["peer"][-1]["sample_text"][:200],
@@ -697,6 +703,8 @@ def main():
             L.append(f"  - llama.cpp's own counters (llama_perf_context): prompt {gen_meta['llama.cpp engine-internal prompt tokens/s']:.1f} tokens/s, "
                      f"decode {gen_meta['llama.cpp engine-internal decode tokens/s']:.1f} tokens/s; model load: docent "
                      f"{gen_meta['docent load s']:.1f} s, llama.cpp {gen_meta['llama.cpp load s']:.1f} s")
+            L.append(f"  - docent's Q4_1 matmul for prompts on this CPU (chosen at run time): "
+                     f"{', '.join(gen_meta['docent Q4_1 prompt kernel'])}")
         if "embed" in raw:
             cs = prepared["chunk_sets"]
             L.append(f"- **embedding**: all-MiniLM-L6-v2 int8 (`models/all-MiniLM-L6-v2-int8`, the same model.onnx and tokenizer on both sides, "
