@@ -123,8 +123,9 @@ fn many_rows_at_once_match_each_row_alone() {
     let dev = Device::Cpu;
     let kernel = candle_core::quantized::q4_1_prompt_kernel();
     eprintln!("Q4_1 kernel for many rows on this CPU: {kernel}");
-    // 100 columns: six full tiles of 16 and one of 4. k = 576 and 1536:
-    // SmolLM2-135M's hidden and MLP sizes (18 and 48 blocks).
+    // 100 and 37 columns: full tiles of 16 and a partial one (4, 5). k =
+    // 576 and 1536: SmolLM2-135M's hidden and MLP sizes (18 and 48 blocks).
+    // Rows: one tile, a tile and a row, ..., eight tiles and five rows.
     for (k, n) in [(576, 100), (1536, 37)] {
         let w = Tensor::randn(0f32, 1.0, (n, k), &dev).expect("weights");
         let mm = QMatMul::from_qtensor(QTensor::quantize(&w, GgmlDType::Q4_1).expect("quantize")).expect("qmatmul");
