@@ -91,8 +91,9 @@ pub(crate) unsafe fn matmul_q4_1(
     if m == 0 || n == 0 {
         return;
     }
-    if m >= AMX_MIN_ROWS && has_amx() {
-        // SAFETY: AMX-INT8 and AVX-512F detected, tile data granted; sizes checked.
+    if m >= AMX_MIN_ROWS && kb > 0 && has_amx() {
+        // SAFETY: AMX-INT8 and AVX-512F detected, tile data granted; sizes
+        // checked above, m, n and kb not 0.
         unsafe { matmul_q4_1_amx((m, k, n), lhs, rhs, dst) };
         return;
     }
@@ -484,22 +485,12 @@ fn prep_b(rhs: &[BlockQ4_1], kb: usize, c0: usize, n: usize, p: &mut PreppedB) {
 /// `tdpbsud` per block of 32, block scales applied in AVX-512.
 ///
 /// # Safety
-/// [`has_amx`] returned true; the same size rules as [`matmul_q4_1`].
-pub(crate) unsafe fn matmul_q4_1_amx(
-    (m, k, n): (usize, usize, usize),
-    lhs: &[BlockQ8_1],
-    rhs: &[BlockQ4_1],
-    dst: &mut [f32],
-) {
+/// [`has_amx`] returned true; called by [`matmul_q4_1`] after its size
+/// checks, with `m`, `n` and `k / 32` not 0 (slices are still indexed with
+/// bounds checks).
+unsafe fn matmul_q4_1_amx((m, k, n): (usize, usize, usize), lhs: &[BlockQ8_1], rhs: &[BlockQ4_1], dst: &mut [f32]) {
     let kb = k / 32;
-    assert!(k % 32 == 0 && lhs.len() == m * kb && rhs.len() == n * kb && dst.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if kb == 0 {
-        dst[..m * n].fill(0.0);
-        return;
-    }
+    debug_assert!(m > 0 && n > 0 && kb > 0 && lhs.len() == m * kb && rhs.len() == n * kb && dst.len() >= m * n);
     // Token scales per block, f32: [d, s].
     let ys: Vec<[f32; 2]> = lhs.iter().map(|y| [y.d.to_f32(), y.s.to_f32()]).collect();
     // The last partial tile of tokens, padded with zero rows.
