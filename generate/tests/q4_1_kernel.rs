@@ -23,44 +23,37 @@ fn max_rel_err(got: &Tensor, want: &Tensor) -> f32 {
         .fold(0f32, f32::max)
 }
 
-#[test]
-fn q4_1_matmul_matches_dequantized_f32() {
+/// A quantized matmul of `dtype` weights (576 = SmolLM2-135M's hidden size,
+/// 18 blocks of 32; 100 output rows) against the same weights dequantized
+/// and multiplied in f32, for each row count in `ms`: only the activations'
+/// rounding separates the two, within `tol` of the largest output.
+fn assert_matches_dequantized(dtype: GgmlDType, ms: &[usize], tol: f32) {
     let dev = Device::Cpu;
-    // 576 = SmolLM2-135M's hidden size (18 blocks of 32); 100 output rows.
     let (k, n) = (576, 100);
     let w = Tensor::randn(0f32, 1.0, (n, k), &dev).expect("weights");
-    let q = QTensor::quantize(&w, GgmlDType::Q4_1).expect("quantize");
+    let q = QTensor::quantize(&w, dtype).expect("quantize");
     let w_deq = q.dequantize(&dev).expect("dequantize");
     let mm = QMatMul::from_qtensor(q).expect("qmatmul");
-    for m in [1, 3, 4, 7, 16, 33, 100] {
+    for &m in ms {
         let x = Tensor::randn(0f32, 1.0, (m, k), &dev).expect("input");
         let got = mm.forward(&x).expect("quantized matmul");
         let want = x.matmul(&w_deq.t().expect("t")).expect("f32 matmul");
         assert_eq!(got.dims(), &[m, n]);
-        // Only the activations' Q8_1 rounding separates the two.
         let err = max_rel_err(&got, &want);
-        assert!(err < 0.02, "m = {m}: max error {err} of the largest output");
+        assert!(err < tol, "{dtype:?}, m = {m}: max error {err} of the largest output");
     }
 }
 
-/// The Q8_0 dot product (SmolLM2's output head) against the same weights
-/// dequantized, for one row and a few.
+#[test]
+fn q4_1_matmul_matches_dequantized_f32() {
+    assert_matches_dequantized(GgmlDType::Q4_1, &[1, 3, 4, 7, 16, 33, 100], 0.02);
+}
+
+/// The Q8_0 dot product (SmolLM2's output head) for one row and a few: 18
+/// blocks, four groups of four and a remainder of two.
 #[test]
 fn q8_0_matmul_matches_dequantized_f32() {
-    let dev = Device::Cpu;
-    // 18 blocks: four groups of four and a remainder of two.
-    let (k, n) = (576, 100);
-    let w = Tensor::randn(0f32, 1.0, (n, k), &dev).expect("weights");
-    let q = QTensor::quantize(&w, GgmlDType::Q8_0).expect("quantize");
-    let w_deq = q.dequantize(&dev).expect("dequantize");
-    let mm = QMatMul::from_qtensor(q).expect("qmatmul");
-    for m in [1, 3] {
-        let x = Tensor::randn(0f32, 1.0, (m, k), &dev).expect("input");
-        let got = mm.forward(&x).expect("quantized matmul");
-        let want = x.matmul(&w_deq.t().expect("t")).expect("f32 matmul");
-        let err = max_rel_err(&got, &want);
-        assert!(err < 0.01, "m = {m}: max error {err} of the largest output");
-    }
+    assert_matches_dequantized(GgmlDType::Q8_0, &[1, 3], 0.01);
 }
 
 /// The matmul quantizes its activations to Q8_1 in SIMD; the blocks must be
