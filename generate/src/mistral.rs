@@ -17,7 +17,7 @@ use tracing::info;
 
 /// The kernel that quantized Q4_1 matmuls of 16 rows or more (reading a
 /// prompt) take on this CPU, chosen at run time by the patched candle:
-/// `"amx"`, `"avx512-vnni"`, `"avx2"` or `"scalar"`.
+/// `"amx"`, `"avx512-vnni-tiles"`, `"avx512-vnni"`, `"avx2"` or `"scalar"`.
 pub fn q4_1_prompt_kernel() -> &'static str {
     candle_core::quantized::q4_1_prompt_kernel()
 }

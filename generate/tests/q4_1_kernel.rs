@@ -1,14 +1,15 @@
 //! The Q4_1 matmul kernels of the patched candle-core (patches/candle-core):
 //! a quantized matmul must match the same weights dequantized and multiplied
 //! in f32, for one row (decoding) and for many rows (reading a prompt, the
-//! four-rows-at-a-time path plus a remainder, and on a CPU with AMX-INT8 the
-//! tile path for 16 rows and more); and stacking weights row-wise by bytes,
-//! which the patched mistral.rs relies on to fuse projections.
+//! four-rows-at-a-time path plus a remainder, and for 16 rows and more the
+//! tile path of a CPU with AMX-INT8 or AVX-512 VNNI); and stacking weights
+//! row-wise by bytes, which the patched mistral.rs relies on to fuse
+//! projections.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use candle_core::quantized::k_quants::{BlockQ4_1, BlockQ8_1, GgmlType};
+use candle_core::quantized::k_quants::{matmul, BlockQ4_1, BlockQ8_1, GgmlType};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Device, Module, Tensor};
 
@@ -58,8 +59,10 @@ fn q8_0_matmul_matches_dequantized_f32() {
 
 /// The matmul quantizes its activations to Q8_1 in SIMD; the blocks must be
 /// candle's own (`BlockQ8_1::from_float`) bit for bit, ties included (values
-/// half way between two steps round away from zero). One row goes through
-/// the same one-row kernel as `vec_dot`, so the outputs must be equal.
+/// half way between two steps round away from zero). One row through
+/// `k_quants::matmul` takes the same one-row kernel as `vec_dot`, so the
+/// outputs must be equal. (`QMatMul` may take the tiled AVX-512 VNNI path,
+/// whose sums run in another order; the next test covers it.)
 #[test]
 fn activations_are_quantized_exactly_as_candle_does() {
     let dev = Device::Cpu;
@@ -70,8 +73,6 @@ fn activations_are_quantized_exactly_as_candle_does() {
         .expect("weights");
     let mut w_blocks = vec![BlockQ4_1::zeros(); n * kb];
     BlockQ4_1::from_float(&w, &mut w_blocks);
-    let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &dev).expect("w"), GgmlDType::Q4_1).expect("quantize");
-    let mm = QMatMul::from_qtensor(q).expect("qmatmul");
     let random: Vec<f32> = Tensor::randn(0f32, 1.0, (k,), &dev)
         .and_then(|t| t.to_vec1())
         .expect("input");
@@ -97,17 +98,65 @@ fn activations_are_quantized_exactly_as_candle_does() {
         let want: Vec<f32> = (0..n)
             .map(|c| BlockQ4_1::vec_dot(k, &w_blocks[c * kb..(c + 1) * kb], &y_blocks))
             .collect();
-        let xt = Tensor::from_vec(x.clone(), (1, k), &dev).expect("x");
-        let got = mm
-            .forward(&xt)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>());
-        assert_eq!(got.expect("matmul"), want, "{name}");
+        let mut got = vec![0f32; n];
+        matmul((1, k, n), x, &w_blocks, &mut got).expect("matmul");
+        assert_eq!(got, want, "{name}");
     }
 }
 
-/// Many rows at once (the four-row kernel, or AMX tiles of 16 tokens x 16
-/// columns with a partial last tile of each) give, row for row, what each
+/// `QMatMul` on Q4_1 weights keeps, on a CPU with AVX-512 VNNI, a copy of
+/// the weights laid out for `vpdpbusd` and takes it for any number of rows
+/// (register tiles of 8 tokens x 16 columns). It must give what the plain
+/// quantized matmul (`k_quants::matmul`, no cached layout) gives: the same
+/// quantized activations, so only the order of the float sums differs. On
+/// other CPUs both are the same path and the check still holds.
+#[test]
+fn cached_weight_layout_matches_the_plain_matmul() {
+    let dev = Device::Cpu;
+    eprintln!(
+        "Q4_1 kernel for many rows on this CPU: {}",
+        candle_core::quantized::q4_1_prompt_kernel()
+    );
+    // 100 and 37 columns: full tiles of 16 and a partial one (4, 5).
+    for (k, n) in [(576, 100), (1536, 37)] {
+        let kb = k / 32;
+        let w: Vec<f32> = Tensor::randn(0f32, 1.0, (n * k,), &dev)
+            .and_then(|t| t.to_vec1())
+            .expect("weights");
+        let mut w_blocks = vec![BlockQ4_1::zeros(); n * kb];
+        BlockQ4_1::from_float(&w, &mut w_blocks);
+        let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &dev).expect("w"), GgmlDType::Q4_1).expect("quantize");
+        let mm = QMatMul::from_qtensor(q).expect("qmatmul");
+        // Rows: decoding one sequence or a few, partial and whole register
+        // tiles, and a prompt (twice: the layout is made once, then reused).
+        for m in [1, 2, 3, 5, 8, 9, 16, 17, 40, 1, 40] {
+            let x: Vec<f32> = Tensor::randn(0f32, 1.0, (m * k,), &dev)
+                .and_then(|t| t.to_vec1())
+                .expect("input");
+            let mut want = vec![0f32; m * n];
+            matmul((m, k, n), &x, &w_blocks, &mut want).expect("plain matmul");
+            let got = mm
+                .forward(&Tensor::from_vec(x, (m, k), &dev).expect("x"))
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1::<f32>())
+                .expect("QMatMul");
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs() / scale)
+                .fold(0f32, f32::max);
+            assert!(
+                err < 1e-5,
+                "k = {k}, n = {n}, m = {m}: max error {err} of the largest output"
+            );
+        }
+    }
+}
+
+/// Many rows at once (the four-row kernel; AMX tiles of 16 tokens x 16
+/// columns with a partial last tile of each; or AVX-512 VNNI register tiles
+/// of 8 tokens x 16 columns, with partial tiles of 1 to 7 tokens) give, row for row, what each
 /// row gives alone (the one-row kernel that decoding uses): both quantize a
 /// row's activations the same way, so only the order of the float sums over
 /// blocks differs.

@@ -425,7 +425,7 @@ def main():
             pre += f"DOCENT__STORAGE__DATA_DIR={shlex.quote(env['DOCENT__STORAGE__DATA_DIR'])} "
         if side == "docent":
             # docent's kernel switches, when set, change what is measured.
-            for var in ("DOCENT_AMX", "DOCENT_CPU_KERNELS"):
+            for var in ("DOCENT_AMX", "DOCENT_VNNI_TILES", "DOCENT_CPU_KERNELS"):
                 if env.get(var):
                     pre += f"{var}={shlex.quote(env[var])} "
         return pre + rel(cmd)

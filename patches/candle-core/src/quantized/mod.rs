@@ -12,8 +12,8 @@ mod dummy_cuda;
 mod dummy_metal;
 
 /// docent patch: the CPU kernel that the Q4_1 matmul uses for 16 or more
-/// rows on this machine (chosen at run time): `"amx"`, `"avx512-vnni"`,
-/// `"avx2"` or `"scalar"`.
+/// rows on this machine (chosen at run time): `"amx"`,
+/// `"avx512-vnni-tiles"`, `"avx512-vnni"`, `"avx2"` or `"scalar"`.
 pub fn q4_1_prompt_kernel() -> &'static str {
     #[cfg(target_arch = "x86_64")]
     {
@@ -71,6 +71,11 @@ fn as_t_slice<T>(data: Cow<'_, [u8]>) -> &[T] {
 pub struct QTensor {
     storage: QStorage,
     shape: Shape,
+    /// docent patch: Q4_1 weights laid out for the AVX-512 VNNI kernel,
+    /// made by the first matmul that takes that path (a QTensor's storage is
+    /// never changed after construction).
+    #[cfg(target_arch = "x86_64")]
+    tiles: std::sync::OnceLock<x86_rt::Q4_1Tiles>,
 }
 
 impl Device {
@@ -494,7 +499,12 @@ impl QTensor {
     pub fn new<S: Into<Shape>>(storage: QStorage, shape: S) -> Result<Self> {
         let shape = shape.into();
         check_shape(&shape, storage.block_size())?;
-        Ok(Self { storage, shape })
+        Ok(Self {
+            storage,
+            shape,
+            #[cfg(target_arch = "x86_64")]
+            tiles: Default::default(),
+        })
     }
 
     pub fn quantize(src: &Tensor, dtype: GgmlDType) -> Result<Self> {
@@ -514,6 +524,8 @@ impl QTensor {
         Ok(Self {
             storage,
             shape: shape.clone(),
+            #[cfg(target_arch = "x86_64")]
+            tiles: Default::default(),
         })
     }
 
@@ -549,6 +561,8 @@ impl QTensor {
         Ok(Self {
             storage,
             shape: shape.clone(),
+            #[cfg(target_arch = "x86_64")]
+            tiles: Default::default(),
         })
     }
 
@@ -592,6 +606,8 @@ impl QTensor {
         Ok(Self {
             storage,
             shape: shape.clone(),
+            #[cfg(target_arch = "x86_64")]
+            tiles: Default::default(),
         })
     }
 
@@ -620,6 +636,8 @@ impl QTensor {
         Ok(Self {
             storage,
             shape: shape.clone(),
+            #[cfg(target_arch = "x86_64")]
+            tiles: Default::default(),
         })
     }
 
@@ -788,6 +806,52 @@ impl QMatMul {
     }
 }
 
+impl QTensor {
+    /// docent patch: the matmul of Q4_1 weights through their cached
+    /// AVX-512 VNNI layout, on a CPU where [`x86_rt::use_tiles`] says so
+    /// for `m` rows; false (nothing written) when the path does not apply.
+    #[cfg(target_arch = "x86_64")]
+    fn matmul_q4_1_tiled(
+        &self,
+        storage: &dyn QuantizedType,
+        (m, k, n): (usize, usize, usize),
+        lhs: &[f32],
+        dst: &mut [f32],
+    ) -> bool {
+        let kb = k / QK4_1;
+        if storage.dtype() != GgmlDType::Q4_1
+            || !k.is_multiple_of(QK4_1)
+            || kb == 0
+            || storage.storage_size_in_bytes() != n * kb * std::mem::size_of::<BlockQ4_1>()
+            || lhs.len() != m * k
+            || dst.len() < m * n
+            || !x86_rt::use_tiles(m)
+        {
+            return false;
+        }
+        // SAFETY: a Q4_1 CPU storage is a `Vec<BlockQ4_1>` of the size checked.
+        let rhs =
+            unsafe { std::slice::from_raw_parts(storage.as_ptr() as *const BlockQ4_1, n * kb) };
+        let tiles = self.tiles.get_or_init(|| x86_rt::Q4_1Tiles::new(rhs, n, kb));
+        if !tiles.fits(n, kb) {
+            return false;
+        }
+        let zero = BlockQ8_1 {
+            d: f16::ZERO,
+            s: f16::ZERO,
+            qs: [0; QK8_1],
+        };
+        let mut lhs_q = vec![zero; m * kb];
+        // SAFETY: `use_tiles` checked AVX2, FMA, F16C and AVX-512 VNNI; the
+        // sizes are checked above and inside.
+        unsafe {
+            x86_rt::quantize_q8_1(lhs, k, &mut lhs_q);
+            x86_rt::matmul_q4_1_tiled((m, k, n), &lhs_q, tiles, dst);
+        }
+        true
+    }
+}
+
 impl crate::CustomOp1 for QTensor {
     fn name(&self) -> &'static str {
         "qmatmul"
@@ -825,11 +889,15 @@ impl crate::CustomOp1 for QTensor {
                 let slice =
                     &slice[layout.start_offset()..layout.start_offset() + src_shape.elem_count()];
                 let mut dst_storage = vec![0f32; dst_shape.elem_count()];
-                self_storage.matmul_t(
-                    (dst_shape.elem_count() / n, k, n),
-                    slice,
-                    &mut dst_storage,
-                )?;
+                let mkn = (dst_shape.elem_count() / n, k, n);
+                #[cfg(target_arch = "x86_64")]
+                let tiled =
+                    self.matmul_q4_1_tiled(self_storage.as_ref(), mkn, slice, &mut dst_storage);
+                #[cfg(not(target_arch = "x86_64"))]
+                let tiled = false;
+                if !tiled {
+                    self_storage.matmul_t(mkn, slice, &mut dst_storage)?;
+                }
                 Ok((crate::CpuStorage::F32(dst_storage), dst_shape))
             }
             DType::F16 => {

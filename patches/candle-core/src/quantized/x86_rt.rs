@@ -22,7 +22,12 @@
 //!   of 32, the block scales applied to the 16 x 16 sums in AVX-512. AMX
 //!   instructions are written as inline assembly (their intrinsics are not
 //!   stable Rust); Linux must grant the process the tile state first
-//!   (`arch_prctl`), and `DOCENT_AMX=off` turns the path off for A/B runs.
+//!   (`arch_prctl`), and `DOCENT_AMX=off` turns the path off for A/B runs;
+//! - on a CPU with AVX-512 VNNI but no AMX, 16 or more rows go through
+//!   [`matmul_q4_1_vnni`]: the same weight layout as for AMX, so one 512-bit
+//!   `vpdpbusd` multiplies 4 elements of 16 weight columns by 4 elements of a
+//!   token (a broadcast load), 8 tokens per register tile, no nibble
+//!   unpacked in the inner loop (`DOCENT_VNNI_TILES=off` turns it off).
 
 use super::k_quants::{BlockQ4_1, BlockQ8_1};
 use core::arch::x86_64::*;
@@ -45,6 +50,8 @@ pub(crate) fn kernel_name() -> &'static str {
         "scalar"
     } else if has_amx() {
         "amx"
+    } else if has_avx512_vnni() {
+        "avx512-vnni-tiles"
     } else if has_vnni() {
         "avx512-vnni"
     } else {
@@ -98,6 +105,11 @@ pub(crate) unsafe fn matmul_q4_1(
         return;
     }
     let vnni = has_vnni();
+    if m >= VNNI_MIN_ROWS && kb > 0 && has_avx512_vnni() {
+        // SAFETY: AVX-512F, BW, VL and VNNI detected; sizes checked above.
+        unsafe { matmul_q4_1_tiled((m, k, n), lhs, &Q4_1Tiles::new(rhs, n, kb), dst) };
+        return;
+    }
     let groups = m / ROWS;
     // Scales of each 4-row group, per block: [d0, d1, d2, d3, s0, s1, s2, s3].
     let mut packed = vec![[0f32; 8]; groups * kb];
@@ -606,4 +618,197 @@ unsafe fn amx_tile(a: &[BlockQ8_1], s: &[[f32; 2]], kb: usize, p: &PreppedB) -> 
         _mm512_storeu_ps(out[r].as_mut_ptr(), acc[r]);
     }
     out
+}
+
+// ------------------------------------------------------- AVX-512 VNNI ----
+
+/// From this many rows (tokens) on, a CPU with AVX-512 VNNI but no AMX
+/// lays a matmul's weights out for [`matmul_q4_1_tiled`] on the fly; fewer
+/// rows take the four-row and one-row kernels unless the weights' layout is
+/// cached ([`Q4_1Tiles`], kept by `QTensor`).
+const VNNI_MIN_ROWS: usize = 16;
+/// Tokens per register tile of [`vnni_tile`]: 8 weight registers, 8 i32
+/// and 8 f32 accumulators and the scales fit the 32 zmm registers.
+const VNNI_ROWS: usize = 8;
+
+/// One block of 32 elements of 16 features (one tile), laid out for
+/// `vpdpbusd`: lane `f` of register `j` holds bytes `4j..4j + 4` of feature
+/// `f`'s nibbles, that is elements `4j..4j + 4` in the low nibbles and
+/// `16 + 4j..16 + 4j + 4` in the high ones; then the features' scales and
+/// mins. 320 bytes, the size of 16 Q4_1 blocks.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct TiledBlock {
+    q: [[u8; 64]; 4],
+    d: [half::f16; TILE],
+    m: [half::f16; TILE],
+}
+const _: () = assert!(std::mem::size_of::<TiledBlock>() == 320);
+
+/// Q4_1 weights (`n` features of `kb` blocks) laid out for the AVX-512 VNNI
+/// kernel: tile after tile of 16 features, each tile's blocks in order, the
+/// last tile padded with zero features. The same size as the weights.
+pub(crate) struct Q4_1Tiles {
+    n: usize,
+    kb: usize,
+    blocks: Vec<TiledBlock>,
+}
+
+impl Q4_1Tiles {
+    /// Lays out `rhs` (`n` features of `kb` Q4_1 blocks, feature after
+    /// feature), tiles in parallel.
+    pub(crate) fn new(rhs: &[BlockQ4_1], n: usize, kb: usize) -> Self {
+        assert!(rhs.len() == n * kb);
+        let zero = TiledBlock { q: [[0; 64]; 4], d: [half::f16::ZERO; TILE], m: [half::f16::ZERO; TILE] };
+        let mut blocks = vec![zero; n.div_ceil(TILE) * kb];
+        if kb > 0 {
+            blocks.par_chunks_mut(kb).enumerate().for_each(|(ft, tile)| {
+                for f in 0..TILE.min(n - ft * TILE) {
+                    let x = &rhs[(ft * TILE + f) * kb..(ft * TILE + f + 1) * kb];
+                    for (t, x) in tile.iter_mut().zip(x) {
+                        for j in 0..4 {
+                            t.q[j][f * 4..f * 4 + 4].copy_from_slice(&x.qs[4 * j..4 * j + 4]);
+                        }
+                        t.d[f] = x.d;
+                        t.m[f] = x.m;
+                    }
+                }
+            });
+        }
+        Self { n, kb, blocks }
+    }
+
+    /// Whether this layout is of a matrix of `n` features of `kb` blocks.
+    pub(crate) fn fits(&self, n: usize, kb: usize) -> bool {
+        self.n == n && self.kb == kb
+    }
+}
+
+/// The AVX-512 VNNI path is usable (`DOCENT_VNNI_TILES=off` turns it off
+/// for A/B runs: many rows then take the four-row kernel, one row the
+/// one-row kernel).
+pub(crate) fn has_avx512_vnni() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        std::env::var_os("DOCENT_VNNI_TILES").is_none_or(|v| v != "off")
+            && has_vnni()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+    })
+}
+
+/// A matmul of `m` rows with cached [`Q4_1Tiles`] should take
+/// [`matmul_q4_1_tiled`]: the CPU has AVX-512 VNNI (and AVX2, FMA, F16C),
+/// and the rows are too few for AMX or AMX is not there.
+pub(crate) fn use_tiles(m: usize) -> bool {
+    has_avx2_fma() && has_avx512_vnni() && !(m >= AMX_MIN_ROWS && has_amx())
+}
+
+/// `matmul_q4_1` for weights laid out as [`Q4_1Tiles`], any number of rows:
+/// each 512-bit `vpdpbusd` multiplies 4 elements of 16 features by 4
+/// elements of one token (a broadcast 32-bit load), 8 tokens share each
+/// weight register, and the nibbles of a block are unpacked once per 8
+/// tokens.
+///
+/// # Safety
+/// [`has_avx512_vnni`] returned true. `lhs.len() == m * k / 32`,
+/// `tiles` fits `n` and `k / 32`, `dst.len() >= m * n` (checked, panics
+/// otherwise).
+pub(crate) unsafe fn matmul_q4_1_tiled(
+    (m, k, n): (usize, usize, usize),
+    lhs: &[BlockQ8_1],
+    tiles: &Q4_1Tiles,
+    dst: &mut [f32],
+) {
+    let kb = k / 32;
+    assert!(k % 32 == 0 && lhs.len() == m * kb && tiles.fits(n, kb) && dst.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Token scales per block, f32: [d, s].
+    let ys: Vec<[f32; 2]> = lhs.iter().map(|y| [y.d.to_f32(), y.s.to_f32()]).collect();
+    let out = Dst(dst.as_mut_ptr());
+    let (out, ys) = (&out, &ys);
+    let task = |ft: usize| {
+        let t = &tiles.blocks[ft * kb..(ft + 1) * kb];
+        let cols = TILE.min(n - ft * TILE);
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = VNNI_ROWS.min(m - r0);
+            let (a, s) = (&lhs[r0 * kb..(r0 + rows) * kb], &ys[r0 * kb..(r0 + rows) * kb]);
+            let mut acc = [[0f32; TILE]; VNNI_ROWS];
+            // SAFETY: CPU features checked by the caller; a and s hold
+            // `rows` rows of kb blocks, t holds kb blocks.
+            unsafe {
+                match rows {
+                    8 => vnni_tile::<8>(a, s, t, &mut acc),
+                    7 => vnni_tile::<7>(a, s, t, &mut acc),
+                    6 => vnni_tile::<6>(a, s, t, &mut acc),
+                    5 => vnni_tile::<5>(a, s, t, &mut acc),
+                    4 => vnni_tile::<4>(a, s, t, &mut acc),
+                    3 => vnni_tile::<3>(a, s, t, &mut acc),
+                    2 => vnni_tile::<2>(a, s, t, &mut acc),
+                    _ => vnni_tile::<1>(a, s, t, &mut acc),
+                }
+            }
+            for (r, acc) in acc[..rows].iter().enumerate() {
+                for (c, v) in acc[..cols].iter().enumerate() {
+                    // SAFETY: row < m, column < n; feature tiles are disjoint.
+                    unsafe { out.write((r0 + r) * n + ft * TILE + c, *v) };
+                }
+            }
+            r0 += rows;
+        }
+    };
+    let ntiles = n.div_ceil(TILE);
+    // Few rows (decoding): a task of a few tiles costs microseconds, so
+    // spread them over at most two tasks per thread.
+    let min_len = if m < VNNI_ROWS { ntiles.div_ceil(2 * rayon::current_num_threads().max(1)) } else { 1 };
+    (0..ntiles).into_par_iter().with_min_len(min_len).for_each(task);
+}
+
+/// `R` tokens (`a`: R rows of kb Q8_1 blocks, `s`: their [d, s]) against
+/// one tile's kb blocks `t`, into `out[..R]`:
+/// `sum_blocks(dx * dy * (qx . qy) + mx * sy)`, as in [`matmul_q4_1`].
+///
+/// # Safety
+/// AVX-512F, BW, VL and VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn vnni_tile<const R: usize>(
+    a: &[BlockQ8_1],
+    s: &[[f32; 2]],
+    t: &[TiledBlock],
+    out: &mut [[f32; TILE]; VNNI_ROWS],
+) {
+    let kb = t.len();
+    assert!(R <= VNNI_ROWS && a.len() >= R * kb && s.len() >= R * kb);
+    let low = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); R];
+    for (blk, tb) in t.iter().enumerate() {
+        let q: [__m512i; 4] = std::array::from_fn(|j| _mm512_load_si512(tb.q[j].as_ptr() as *const _));
+        // Register j: elements 4j..4j+4 (j < 4) or 16 + 4(j-4).. (j >= 4),
+        // which are bytes 4j.. of a Q8_1 block's values in both cases.
+        let w: [__m512i; 8] = std::array::from_fn(|j| {
+            if j < 4 {
+                _mm512_and_si512(q[j], low)
+            } else {
+                _mm512_and_si512(_mm512_srli_epi16(q[j - 4], 4), low)
+            }
+        });
+        let dx = _mm512_cvtph_ps(_mm256_load_si256(tb.d.as_ptr() as *const _));
+        let mx = _mm512_cvtph_ps(_mm256_load_si256(tb.m.as_ptr() as *const _));
+        for r in 0..R {
+            let q = a.get_unchecked(r * kb + blk).qs.as_ptr() as *const i32;
+            let mut c = _mm512_setzero_si512();
+            for (j, w) in w.iter().enumerate() {
+                c = _mm512_dpbusd_epi32(c, *w, _mm512_set1_epi32(std::ptr::read_unaligned(q.add(j))));
+            }
+            let ys = s.get_unchecked(r * kb + blk);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(_mm512_set1_ps(ys[0]), dx), acc[r]);
+            acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(ys[1]), mx, acc[r]);
+        }
+    }
+    for r in 0..R {
+        _mm512_storeu_ps(out[r].as_mut_ptr(), acc[r]);
+    }
 }
