@@ -656,13 +656,15 @@ pub(crate) struct Q4_1Tiles {
 
 impl Q4_1Tiles {
     /// Lays out `rhs` (`n` features of `kb` Q4_1 blocks, feature after
-    /// feature), tiles in parallel.
+    /// feature). On the caller's thread: it runs inside `OnceLock::get_or_init`
+    /// (a rayon worker waiting there could steal a task that asks the same
+    /// lock again), and once per tensor.
     pub(crate) fn new(rhs: &[BlockQ4_1], n: usize, kb: usize) -> Self {
         assert!(rhs.len() == n * kb);
         let zero = TiledBlock { q: [[0; 64]; 4], d: [half::f16::ZERO; TILE], m: [half::f16::ZERO; TILE] };
         let mut blocks = vec![zero; n.div_ceil(TILE) * kb];
         if kb > 0 {
-            blocks.par_chunks_mut(kb).enumerate().for_each(|(ft, tile)| {
+            blocks.chunks_mut(kb).enumerate().for_each(|(ft, tile)| {
                 for f in 0..TILE.min(n - ft * TILE) {
                     let x = &rhs[(ft * TILE + f) * kb..(ft * TILE + f + 1) * kb];
                     for (t, x) in tile.iter_mut().zip(x) {
