@@ -24,6 +24,16 @@ fn max_rel_err(got: &Tensor, want: &Tensor) -> f32 {
         .fold(0f32, f32::max)
 }
 
+/// `n x k` random weights, and the same quantized to Q4_1 blocks by candle.
+fn random_q4_1(n: usize, k: usize) -> (Vec<f32>, Vec<BlockQ4_1>) {
+    let w: Vec<f32> = Tensor::randn(0f32, 1.0, (n * k,), &Device::Cpu)
+        .and_then(|t| t.to_vec1())
+        .expect("weights");
+    let mut blocks = vec![BlockQ4_1::zeros(); n * k / 32];
+    BlockQ4_1::from_float(&w, &mut blocks);
+    (w, blocks)
+}
+
 /// A quantized matmul of `dtype` weights (576 = SmolLM2-135M's hidden size,
 /// 18 blocks of 32; 100 output rows) against the same weights dequantized
 /// and multiplied in f32, for each row count in `ms`: only the activations'
@@ -68,11 +78,7 @@ fn activations_are_quantized_exactly_as_candle_does() {
     let dev = Device::Cpu;
     let (k, n) = (576, 40);
     let kb = k / 32;
-    let w: Vec<f32> = Tensor::randn(0f32, 1.0, (n * k,), &dev)
-        .and_then(|t| t.to_vec1())
-        .expect("weights");
-    let mut w_blocks = vec![BlockQ4_1::zeros(); n * kb];
-    BlockQ4_1::from_float(&w, &mut w_blocks);
+    let (_, w_blocks) = random_q4_1(n, k);
     let random: Vec<f32> = Tensor::randn(0f32, 1.0, (k,), &dev)
         .and_then(|t| t.to_vec1())
         .expect("input");
@@ -119,12 +125,7 @@ fn cached_weight_layout_matches_the_plain_matmul() {
     );
     // 100 and 37 columns: full tiles of 16 and a partial one (4, 5).
     for (k, n) in [(576, 100), (1536, 37)] {
-        let kb = k / 32;
-        let w: Vec<f32> = Tensor::randn(0f32, 1.0, (n * k,), &dev)
-            .and_then(|t| t.to_vec1())
-            .expect("weights");
-        let mut w_blocks = vec![BlockQ4_1::zeros(); n * kb];
-        BlockQ4_1::from_float(&w, &mut w_blocks);
+        let (w, w_blocks) = random_q4_1(n, k);
         let q = QTensor::quantize(&Tensor::from_vec(w, (n, k), &dev).expect("w"), GgmlDType::Q4_1).expect("quantize");
         let mm = QMatMul::from_qtensor(q).expect("qmatmul");
         // Rows: decoding one sequence or a few, partial and whole register
