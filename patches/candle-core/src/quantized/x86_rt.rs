@@ -23,11 +23,12 @@
 //!   instructions are written as inline assembly (their intrinsics are not
 //!   stable Rust); Linux must grant the process the tile state first
 //!   (`arch_prctl`), and `DOCENT_AMX=off` turns the path off for A/B runs;
-//! - on a CPU with AVX-512 VNNI but no AMX, 16 or more rows go through
-//!   [`matmul_q4_1_vnni`]: the same weight layout as for AMX, so one 512-bit
+//! - on a CPU with AVX-512 VNNI, [`matmul_q4_1_tiled`] runs over the weights
+//!   laid out once for `vpdpbusd` ([`Q4_1Tiles`], cached by `QTensor`, so
+//!   decoding takes it too; AMX keeps 16 rows or more): one 512-bit
 //!   `vpdpbusd` multiplies 4 elements of 16 weight columns by 4 elements of a
-//!   token (a broadcast load), 8 tokens per register tile, no nibble
-//!   unpacked in the inner loop (`DOCENT_VNNI_TILES=off` turns it off).
+//!   token (a broadcast load), 8 tokens per register tile, a block's nibbles
+//!   unpacked once per tile (`DOCENT_VNNI_TILES=off` turns it off).
 
 use super::k_quants::{BlockQ4_1, BlockQ8_1};
 use core::arch::x86_64::*;
